@@ -1,0 +1,1 @@
+//! Client side (being written).

@@ -1,0 +1,1 @@
+//! Handler side (being written).
