@@ -1,0 +1,24 @@
+# sRPC: the two entry points are `make demo` (the main job) and `make test`.
+CARGO ?= cargo
+
+.PHONY: deps build test lint fmt fuzz
+
+deps:
+	./scripts/install-deps
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Format and lint first (cheap, and clippy shares the build with the tests).
+test: lint
+	$(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+fuzz:
+	$(MAKE) -C fuzz run

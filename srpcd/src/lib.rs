@@ -1,0 +1,4 @@
+//! srpcd: the sRPC daemon. See `docs/architecture.md` for its three roles.
+#![forbid(unsafe_code)]
+
+pub mod config;
