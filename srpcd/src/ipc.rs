@@ -1,0 +1,283 @@
+//! The monitor ↔ front channel: one small enum each way, over a Unix seqpacket
+//! socket so each message arrives whole and a worker link fd rides with the
+//! message it belongs to.
+//!
+//! A message is `u32 header length | header JSON | payload`. The header is the
+//! typed request or reply; the payload carries the PAM conversation (answers in,
+//! steps out) as the protocol's own JSON, so secrets never pass through an
+//! intermediate `String` of ours and every buffer holding them is wiped.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_seqpacket::ancillary::{AncillaryMessageWriter, OwnedAncillaryMessage};
+use tokio_seqpacket::UnixSeqpacket;
+use zeroize::Zeroizing;
+
+/// Largest message either side sends. PAM prompts and answers are small; a
+/// bigger message is a fault, not something to buffer.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Requests from the front. Each names an authentication by an id the front
+/// chose; the monitor keeps what that authentication proved, so the front can
+/// never obtain a worker for a user who did not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToMonitor {
+    /// Start PAM for `user`, connecting from `rhost` (PAM_RHOST).
+    AuthStart {
+        /// Front-chosen id, unique among the front's live authentications.
+        auth: u64,
+        /// User name as the client sent it.
+        user: String,
+        /// Client address.
+        rhost: String,
+    },
+    /// Answers to the last prompts; payload: `AuthAnswers` JSON.
+    AuthAnswer {
+        /// The authentication.
+        auth: u64,
+    },
+    /// Abandon an authentication (its afid was clunked, its connection closed).
+    AuthAbort {
+        /// The authentication.
+        auth: u64,
+    },
+    /// A session attaches (or re-attaches after its worker died): the link to
+    /// the authenticated user's worker, starting it if needed.
+    Attach {
+        /// A successful authentication.
+        auth: u64,
+    },
+    /// A session ended; when a worker has none left it is reaped after the idle
+    /// timeout.
+    SessionEnd {
+        /// The authentication the session attached with.
+        auth: u64,
+    },
+}
+
+/// Replies from the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToFront {
+    /// The next conversation step; payload: `AuthStep` JSON, relayed to the client.
+    AuthStep {
+        /// The authentication.
+        auth: u64,
+    },
+    /// The authentication or attach failed; the front ends it.
+    Failed {
+        /// The authentication.
+        auth: u64,
+        /// Protocol error code for the client.
+        code: u32,
+        /// Message for the client.
+        message: String,
+    },
+    /// The worker for the session. Carries the link's fd when it is new to the
+    /// front (a worker's first session); otherwise the front already holds it.
+    Worker {
+        /// The authentication.
+        auth: u64,
+        /// Monitor's id for the worker; a new id means a new process and link.
+        worker: u64,
+        /// The user the worker runs as (the PAM user, which modules may rename).
+        user: String,
+    },
+}
+
+/// A message received, with its payload and fd (if any).
+#[derive(Debug)]
+pub struct Envelope<T> {
+    /// The typed header.
+    pub msg: T,
+    /// The payload, wiped when dropped.
+    pub payload: Zeroizing<Vec<u8>>,
+    /// The fd that came with it.
+    pub fd: Option<OwnedFd>,
+}
+
+/// Why a message could not be received.
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    /// The socket failed.
+    #[error("monitor channel: {0}")]
+    Io(#[from] io::Error),
+    /// The message was larger than [`MAX_MESSAGE`].
+    #[error("monitor channel: message over {MAX_MESSAGE} bytes")]
+    TooLarge,
+    /// The message or its fds were not what the channel allows.
+    #[error("monitor channel: malformed message: {0}")]
+    Malformed(String),
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    sock: UnixSeqpacket,
+}
+
+impl Channel {
+    /// Wraps a connected seqpacket socket.
+    pub fn new(sock: UnixSeqpacket) -> Channel {
+        Channel { sock }
+    }
+
+    /// The socket (for peer credential checks).
+    pub fn socket(&self) -> &UnixSeqpacket {
+        &self.sock
+    }
+
+    /// Sends `msg` with `payload` and, optionally, one fd.
+    pub async fn send<T: Serialize>(
+        &self,
+        msg: &T,
+        payload: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), IpcError> {
+        let header = serde_json::to_vec(msg).map_err(|e| IpcError::Malformed(e.to_string()))?;
+        let header_len = u32::try_from(header.len()).map_err(|_| IpcError::TooLarge)?;
+        let mut buf = Zeroizing::new(Vec::with_capacity(4 + header.len() + payload.len()));
+        buf.extend_from_slice(&header_len.to_be_bytes());
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(payload);
+        if buf.len() > MAX_MESSAGE {
+            return Err(IpcError::TooLarge);
+        }
+        let mut space = [0u8; 64];
+        let mut ancillary = AncillaryMessageWriter::new(&mut space);
+        let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+        if !fds.is_empty() {
+            ancillary
+                .add_fds(&fds)
+                .map_err(|e| IpcError::Malformed(e.to_string()))?;
+        }
+        let sent = self.sock.send_with_ancillary(&buf, &mut ancillary).await?;
+        if sent == buf.len() {
+            Ok(())
+        } else {
+            Err(IpcError::Io(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short seqpacket send",
+            )))
+        }
+    }
+
+    /// Receives one message; `None` when the peer has closed the channel.
+    pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<Envelope<T>>, IpcError> {
+        // One byte more than the limit, so an oversized message shows as such
+        // rather than as a silently cut one.
+        let mut buf = Zeroizing::new(vec![0u8; MAX_MESSAGE + 1]);
+        let mut space = [0u8; 128];
+        let (info, ancillary) = self.sock.recv_with_ancillary(&mut buf, &mut space).await?;
+        let truncated = ancillary.is_truncated();
+        let mut fds = Vec::new();
+        for message in ancillary.into_messages() {
+            if let OwnedAncillaryMessage::FileDescriptors(received) = message {
+                fds.extend(received);
+            }
+        }
+        let len = info.bytes_read();
+        if len == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        if info.truncated() || len > MAX_MESSAGE {
+            return Err(IpcError::TooLarge);
+        }
+        if truncated || fds.len() > 1 {
+            return Err(IpcError::Malformed("more than one fd".into()));
+        }
+        let body = &buf[..len];
+        let (prefix, rest) = body
+            .split_first_chunk::<4>()
+            .ok_or_else(|| IpcError::Malformed("short message".into()))?;
+        let header_len = u32::from_be_bytes(*prefix) as usize;
+        if header_len > rest.len() {
+            return Err(IpcError::Malformed("header length past the end".into()));
+        }
+        let (header, payload) = rest.split_at(header_len);
+        let msg = serde_json::from_slice(header).map_err(|e| IpcError::Malformed(e.to_string()))?;
+        Ok(Some(Envelope {
+            msg,
+            payload: Zeroizing::new(payload.to_vec()),
+            fd: fds.pop(),
+        }))
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[tokio::test]
+    async fn messages_payloads_and_fds_cross_whole() {
+        let (a, b) = UnixSeqpacket::pair().unwrap();
+        let (a, b) = (Channel::new(a), Channel::new(b));
+        let (mut r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let msg = ToFront::Worker {
+            auth: 7,
+            worker: 1,
+            user: "alice".into(),
+        };
+        a.send(&msg, b"payload", Some(w.as_fd())).await.unwrap();
+        let got = b.recv::<ToFront>().await.unwrap().unwrap();
+        assert_eq!(got.msg, msg);
+        assert_eq!(&got.payload[..], b"payload");
+        // The fd received is the same socket: what is written to it arrives.
+        let fd = got.fd.unwrap();
+        let mut passed = std::os::unix::net::UnixStream::from(fd);
+        passed.write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        r.read_exact(&mut one).unwrap();
+        assert_eq!(&one, b"x");
+        w.write_all(b"y").unwrap();
+        drop(a);
+        assert!(b.recv::<ToFront>().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_ops_and_fields_are_refused() {
+        let (a, b) = UnixSeqpacket::pair().unwrap();
+        let b = Channel::new(b);
+        let raw = br#"{"op":"become_root","auth":1}"#;
+        let mut m = (u32::try_from(raw.len()).unwrap()).to_be_bytes().to_vec();
+        m.extend_from_slice(raw);
+        a.send(&m).await.unwrap();
+        assert!(matches!(
+            b.recv::<ToMonitor>().await,
+            Err(IpcError::Malformed(_))
+        ));
+        let raw = br#"{"op":"attach","auth":1,"uid":0}"#;
+        let mut m = (u32::try_from(raw.len()).unwrap()).to_be_bytes().to_vec();
+        m.extend_from_slice(raw);
+        a.send(&m).await.unwrap();
+        assert!(matches!(
+            b.recv::<ToMonitor>().await,
+            Err(IpcError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_refused() {
+        let (a, b) = UnixSeqpacket::pair().unwrap();
+        let (a, b) = (Channel::new(a), Channel::new(b));
+        let big = vec![0u8; MAX_MESSAGE];
+        assert!(matches!(
+            a.send(&ToMonitor::AuthAnswer { auth: 1 }, &big, None).await,
+            Err(IpcError::TooLarge)
+        ));
+        let raw = vec![0u8; MAX_MESSAGE + 10];
+        a.socket().send(&raw).await.unwrap();
+        assert!(matches!(b.recv::<ToMonitor>().await, Err(IpcError::TooLarge)));
+    }
+}
