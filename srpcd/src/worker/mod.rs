@@ -1,0 +1,5 @@
+//! The worker: runs as one user and serves that user's sessions on one link
+//! from the front.
+
+mod names;
+pub mod tree;

@@ -1,0 +1,356 @@
+//! The worker's view of the tree: fids bound to nodes, and attach, walk and stat
+//! done as real system calls with the worker's (the user's) credentials, so the
+//! kernel decides what the user may see.
+//!
+//! Every node is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`
+//! relative to the session's attach root: the kernel itself refuses any path —
+//! `..`, an absolute symlink, a symlink climbing out — that would leave it.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use srpc_proto::{validate_name, ErrorCode, Message, Qid, QidType, Stat};
+
+/// A refusal, as the protocol reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Protocol code.
+    pub code: ErrorCode,
+    /// What happened.
+    pub message: String,
+    /// The kernel's errno when a syscall refused.
+    pub errno: Option<i32>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            errno: None,
+        }
+    }
+
+    /// The kernel said no: keep its errno and say it in the protocol's words.
+    fn from_errno(e: Errno, what: &str) -> Refusal {
+        let code = match e {
+            Errno::NOENT => ErrorCode::NoSuchNode,
+            Errno::ACCESS | Errno::PERM => ErrorCode::PermissionDenied,
+            // RESOLVE_BENEATH refused a path (a symlink) that leaves the tree.
+            Errno::XDEV => ErrorCode::PermissionDenied,
+            Errno::NOTDIR => ErrorCode::NotDirectory,
+            Errno::NAMETOOLONG | Errno::LOOP => ErrorCode::LimitExceeded,
+            _ => ErrorCode::Internal,
+        };
+        let detail = if e == Errno::XDEV {
+            "a symlink leads outside the tree".to_owned()
+        } else {
+            std::io::Error::from(e).to_string()
+        };
+        Refusal {
+            code,
+            message: format!("{what}: {detail}"),
+            errno: Some(e.raw_os_error()),
+        }
+    }
+
+    /// The refusal as an `Rerror`.
+    pub fn into_message(self) -> Message {
+        Message::Rerror {
+            code: self.code,
+            message: self.message,
+            errno: self.errno,
+        }
+    }
+}
+
+/// A bound fid: an `O_PATH` descriptor of the node, and where it is below the
+/// attach root (walks resolve from the root so `RESOLVE_BENEATH` confines them).
+struct Node {
+    root: Arc<OwnedFd>,
+    rel: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The fids of one worker link.
+pub struct Tree {
+    tree_root: PathBuf,
+    user: String,
+    fids: HashMap<u32, Node>,
+}
+
+fn open_beneath(root: &impl AsFd, rel: &Path) -> Result<OwnedFd, Errno> {
+    let path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+fn qid_of(fd: &OwnedFd) -> Result<(Qid, rustix::fs::Stat), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => QidType::Dir,
+        FileType::RegularFile | FileType::Socket => QidType::Endpoint,
+        // FIFOs, devices, dangling symlinks: not nodes of an RPC tree.
+        _ => return Err(Errno::NOENT),
+    };
+    let qid = Qid {
+        kind,
+        path: st.st_ino,
+        version: u64::try_from(st.st_mtime).unwrap_or(0),
+    };
+    Ok((qid, st))
+}
+
+impl Tree {
+    /// A tree rooted at `tree_root`, for the worker of `user`.
+    pub fn new(tree_root: PathBuf, user: String) -> Tree {
+        Tree {
+            tree_root,
+            user,
+            fids: HashMap::new(),
+        }
+    }
+
+    /// Fids bound now.
+    pub fn len(&self) -> usize {
+        self.fids.len()
+    }
+
+    /// True when no fid is bound.
+    pub fn is_empty(&self) -> bool {
+        self.fids.is_empty()
+    }
+
+    fn unbound(&self, fid: u32) -> Result<(), Refusal> {
+        if self.fids.contains_key(&fid) {
+            Err(Refusal::new(ErrorCode::FidInUse, format!("fid {fid} is in use")))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn node(&self, fid: u32) -> Result<&Node, Refusal> {
+        self.fids
+            .get(&fid)
+            .ok_or_else(|| Refusal::new(ErrorCode::BadFid, format!("fid {fid} is not bound")))
+    }
+
+    /// Binds `fid` to `aname` (an absolute path in the tree) for `uname`, who
+    /// must be this worker's user.
+    pub fn attach(&mut self, fid: u32, uname: &str, aname: &str) -> Result<Qid, Refusal> {
+        if uname != self.user {
+            // The front routes by user; a mismatch is a front bug, never allowed.
+            return Err(Refusal::new(
+                ErrorCode::PermissionDenied,
+                format!("this worker serves {}, not {uname}", self.user),
+            ));
+        }
+        self.unbound(fid)?;
+        srpc_proto::validate_path(aname, u32::MAX)
+            .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("aname: {e}")))?;
+        let tree = rustix::fs::open(
+            &self.tree_root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Refusal::from_errno(e, "tree root"))?;
+        let rel = aname.trim_start_matches('/');
+        let root = open_beneath(&tree, Path::new(rel)).map_err(|e| Refusal::from_errno(e, aname))?;
+        let (qid, _) = qid_of(&root).map_err(|e| Refusal::from_errno(e, aname))?;
+        if qid.kind != QidType::Dir {
+            return Err(Refusal::new(
+                ErrorCode::NotDirectory,
+                format!("{aname}: not a directory"),
+            ));
+        }
+        let fd = root
+            .try_clone()
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?;
+        self.fids.insert(
+            fid,
+            Node {
+                root: Arc::new(root),
+                rel: PathBuf::new(),
+                fd,
+            },
+        );
+        Ok(qid)
+    }
+
+    /// Walks from `fid` through `names`; binds `newfid` only if every name was
+    /// walked. Returns the qids of the names walked (fewer than asked when the
+    /// walk stopped part way; an error when it failed at the first name).
+    pub fn walk(&mut self, fid: u32, newfid: u32, names: &[String]) -> Result<Vec<Qid>, Refusal> {
+        let from = self.node(fid)?;
+        if newfid != fid {
+            self.unbound(newfid)?;
+        }
+        let root = Arc::clone(&from.root);
+        let mut rel = from.rel.clone();
+        let mut qids = Vec::with_capacity(names.len());
+        let mut last = None;
+        for (i, name) in names.iter().enumerate() {
+            validate_name(name, u32::MAX)
+                .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("names[{i}]: {e}")))?;
+            rel.push(name);
+            let step = open_beneath(&*root, &rel).and_then(|fd| qid_of(&fd).map(|(q, _)| (q, fd)));
+            match step {
+                Ok((qid, fd)) => {
+                    qids.push(qid);
+                    last = Some(fd);
+                }
+                Err(e) if i == 0 => return Err(Refusal::from_errno(e, name)),
+                Err(_) => return Ok(qids),
+            }
+        }
+        let fd = match last {
+            Some(fd) => fd,
+            None => self
+                .node(fid)?
+                .fd
+                .try_clone()
+                .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?,
+        };
+        self.fids.insert(newfid, Node { root, rel, fd });
+        Ok(qids)
+    }
+
+    /// Describes the node behind `fid`, as the user sees it.
+    pub fn stat(&self, fid: u32) -> Result<Stat, Refusal> {
+        let node = self.node(fid)?;
+        let (qid, st) = qid_of(&node.fd).map_err(|e| Refusal::from_errno(e, "stat"))?;
+        let name = node
+            .rel
+            .file_name()
+            .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
+        Ok(Stat {
+            qid,
+            name,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            owner: super::names::user_name(st.st_uid),
+            group: super::names::group_name(st.st_gid),
+            mtime: st.st_mtime,
+            label: None,
+        })
+    }
+
+    /// Frees `fid`.
+    pub fn clunk(&mut self, fid: u32) -> Result<(), Refusal> {
+        self.fids
+            .remove(&fid)
+            .map(drop)
+            .ok_or_else(|| Refusal::new(ErrorCode::BadFid, format!("fid {fid} is not bound")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tmp_tree() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "srpc-tree-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/echo"), b"#!/bin/sh\n").unwrap();
+        std::fs::write(dir.join("outside-secret"), b"x").unwrap();
+        dir
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(0u8)
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn attach_walk_stat_clunk() {
+        let dir = tmp_tree();
+        let mut t = Tree::new(dir.clone(), "u".into());
+        let root = t.attach(1, "u", "/a").unwrap();
+        assert_eq!(root.kind, QidType::Dir);
+        let qids = t.walk(1, 2, &names(&["b", "echo"])).unwrap();
+        assert_eq!(qids.len(), 2);
+        assert_eq!(qids[1].kind, QidType::Endpoint);
+        let st = t.stat(2).unwrap();
+        assert_eq!(st.name, "echo");
+        assert_eq!(st.owner, "root");
+        assert_eq!(t.stat(1).unwrap().name, "/");
+        // Partial walk: newfid not bound.
+        let qids = t.walk(1, 3, &names(&["b", "nope"])).unwrap();
+        assert_eq!(qids.len(), 1);
+        assert_eq!(t.stat(3).unwrap_err().code, ErrorCode::BadFid);
+        // First element fails: an error with the kernel's errno.
+        let e = t.walk(1, 3, &names(&["nope"])).unwrap_err();
+        assert_eq!((e.code, e.errno), (ErrorCode::NoSuchNode, Some(2)));
+        // Empty walk clones; walking onto a bound fid is refused.
+        t.walk(1, 4, &[]).unwrap();
+        assert_eq!(t.walk(1, 2, &[]).unwrap_err().code, ErrorCode::FidInUse);
+        t.clunk(4).unwrap();
+        assert_eq!(t.clunk(4).unwrap_err().code, ErrorCode::BadFid);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_that_leave_the_attach_root_are_refused() {
+        let dir = tmp_tree();
+        symlink("../outside-secret", dir.join("a/up")).unwrap();
+        symlink("/etc/passwd", dir.join("a/abs")).unwrap();
+        symlink("b/echo", dir.join("a/inside")).unwrap();
+        let mut t = Tree::new(dir.clone(), "u".into());
+        t.attach(1, "u", "/a").unwrap();
+        let e = t.walk(1, 2, &names(&["up"])).unwrap_err();
+        assert_eq!((e.code, e.errno), (ErrorCode::PermissionDenied, Some(18)));
+        let e = t.walk(1, 2, &names(&["abs"])).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PermissionDenied);
+        // A symlink that stays inside is an ordinary path.
+        let q = t.walk(1, 2, &names(&["inside"])).unwrap();
+        assert_eq!(q[0].kind, QidType::Endpoint);
+        // `..` never reaches the kernel.
+        assert_eq!(
+            t.walk(1, 3, &names(&[".."])).unwrap_err().code,
+            ErrorCode::Malformed
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn attach_checks_user_and_kind() {
+        let dir = tmp_tree();
+        let mut t = Tree::new(dir.clone(), "u".into());
+        assert_eq!(
+            t.attach(1, "v", "/").unwrap_err().code,
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            t.attach(1, "u", "/a/b/echo").unwrap_err().code,
+            ErrorCode::NotDirectory
+        );
+        assert_eq!(
+            t.attach(1, "u", "/missing").unwrap_err().code,
+            ErrorCode::NoSuchNode
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
