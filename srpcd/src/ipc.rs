@@ -59,10 +59,40 @@ pub enum ToMonitor {
     },
 }
 
-/// Replies from the monitor.
+/// What the front needs to know of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontSettings {
+    /// TLS connections open at once.
+    pub connections: u32,
+    /// TLS connections open at once from one source address.
+    pub connections_per_source: u32,
+    /// Sessions at once per user.
+    pub sessions_per_user: u32,
+    /// Largest protocol message offered in `Rversion`.
+    pub max_message: u32,
+    /// Fids per connection offered in `Rversion`.
+    pub max_fids: u32,
+    /// Requests in flight per connection offered in `Rversion`.
+    pub max_pending: u32,
+    /// Accept TLS 1.2 as well as 1.3.
+    pub allow_tls12: bool,
+}
+
+/// Messages from the monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ToFront {
+    /// Settings and TLS credentials, at start and after each reload. Payload:
+    /// the certificate chain PEM (`cert_len` bytes), then the private key PEM.
+    /// The key file stays readable by root only; the front holds the key in
+    /// memory because it terminates TLS.
+    Configure {
+        /// The settings.
+        settings: FrontSettings,
+        /// Length of the certificate part of the payload.
+        cert_len: u32,
+    },
     /// The next conversation step; payload: `AuthStep` JSON, relayed to the client.
     AuthStep {
         /// The authentication.
@@ -278,6 +308,9 @@ mod tests {
         ));
         let raw = vec![0u8; MAX_MESSAGE + 10];
         a.socket().send(&raw).await.unwrap();
-        assert!(matches!(b.recv::<ToMonitor>().await, Err(IpcError::TooLarge)));
+        assert!(matches!(
+            b.recv::<ToMonitor>().await,
+            Err(IpcError::TooLarge)
+        ));
     }
 }

@@ -39,9 +39,8 @@ impl Refusal {
     fn from_errno(e: Errno, what: &str) -> Refusal {
         let code = match e {
             Errno::NOENT => ErrorCode::NoSuchNode,
-            Errno::ACCESS | Errno::PERM => ErrorCode::PermissionDenied,
-            // RESOLVE_BENEATH refused a path (a symlink) that leaves the tree.
-            Errno::XDEV => ErrorCode::PermissionDenied,
+            // XDEV: RESOLVE_BENEATH refused a path (a symlink) that leaves the tree.
+            Errno::ACCESS | Errno::PERM | Errno::XDEV => ErrorCode::PermissionDenied,
             Errno::NOTDIR => ErrorCode::NotDirectory,
             Errno::NAMETOOLONG | Errno::LOOP => ErrorCode::LimitExceeded,
             _ => ErrorCode::Internal,
@@ -78,7 +77,7 @@ struct Node {
 
 /// The fids of one worker link.
 pub struct Tree {
-    tree_root: PathBuf,
+    root_dir: PathBuf,
     user: String,
     fids: HashMap<u32, Node>,
 }
@@ -118,7 +117,7 @@ impl Tree {
     /// A tree rooted at `tree_root`, for the worker of `user`.
     pub fn new(tree_root: PathBuf, user: String) -> Tree {
         Tree {
-            tree_root,
+            root_dir: tree_root,
             user,
             fids: HashMap::new(),
         }
@@ -136,7 +135,10 @@ impl Tree {
 
     fn unbound(&self, fid: u32) -> Result<(), Refusal> {
         if self.fids.contains_key(&fid) {
-            Err(Refusal::new(ErrorCode::FidInUse, format!("fid {fid} is in use")))
+            Err(Refusal::new(
+                ErrorCode::FidInUse,
+                format!("fid {fid} is in use"),
+            ))
         } else {
             Ok(())
         }
@@ -162,13 +164,14 @@ impl Tree {
         srpc_proto::validate_path(aname, u32::MAX)
             .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("aname: {e}")))?;
         let tree = rustix::fs::open(
-            &self.tree_root,
+            &self.root_dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| Refusal::from_errno(e, "tree root"))?;
         let rel = aname.trim_start_matches('/');
-        let root = open_beneath(&tree, Path::new(rel)).map_err(|e| Refusal::from_errno(e, aname))?;
+        let root =
+            open_beneath(&tree, Path::new(rel)).map_err(|e| Refusal::from_errno(e, aname))?;
         let (qid, _) = qid_of(&root).map_err(|e| Refusal::from_errno(e, aname))?;
         if qid.kind != QidType::Dir {
             return Err(Refusal::new(

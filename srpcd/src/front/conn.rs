@@ -1,0 +1,642 @@
+//! One client connection: version negotiation, then requests handled
+//! concurrently (pipelined), each answered by sequence number.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use srpc_proto::{
+    check, decode_bytes, encode, AuthAnswers, AuthStep, Check, ErrorCode, Frame, Header, Limits,
+    Message, Qid, QidType, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use zeroize::Zeroize;
+
+use super::session::{NodeFid, Session};
+use super::Front;
+use crate::ipc::{ToFront, ToMonitor};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Replies queued for the writer; a client that stops reading stalls its own
+/// requests, not the front's memory.
+const OUTBOX: usize = 64;
+
+enum Fid {
+    /// A request is binding this fid right now.
+    Reserved,
+    Auth(Arc<AuthFid>),
+    Node(Arc<NodeFid>),
+}
+
+/// An auth fid and where its conversation is.
+struct AuthFid {
+    id: u64,
+    uname: String,
+    aname: String,
+    state: tokio::sync::Mutex<AuthState>,
+    front: Arc<Front>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthState {
+    Fresh,
+    Running,
+    Authenticated,
+    Attached,
+    Failed,
+}
+
+impl Drop for AuthFid {
+    fn drop(&mut self) {
+        // The monitor frees an authentication that never became a session.
+        let state = self.state.try_lock().map_or(AuthState::Running, |s| *s);
+        if matches!(state, AuthState::Running | AuthState::Authenticated) {
+            let monitor = Arc::clone(&self.front.monitor);
+            let auth = self.id;
+            tokio::spawn(async move { monitor.notify(&ToMonitor::AuthAbort { auth }).await });
+        }
+    }
+}
+
+struct Conn {
+    front: Arc<Front>,
+    rhost: String,
+    limits: Limits,
+    fids: Mutex<HashMap<u32, Fid>>,
+    inflight: Mutex<HashMap<u64, AbortHandle>>,
+    out: mpsc::Sender<Vec<u8>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves one TCP connection until the client closes it.
+pub async fn serve_connection(
+    front: Arc<Front>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let (out, mut outbox) = mpsc::channel::<Vec<u8>>(OUTBOX);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outbox.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+
+    let offered = front.settings();
+    let server_limits = Limits {
+        max_message: offered.max_message,
+        max_fids: offered.max_fids,
+        max_pending: offered.max_pending,
+        ..Limits::default()
+    };
+    let mut buf = BytesMut::with_capacity(8192);
+    // Until version is agreed, the server's own limits bound what is read.
+    let Some(limits) = negotiate(&mut rd, &mut buf, &out, server_limits).await else {
+        drop(out);
+        let _ = writer.await;
+        return;
+    };
+    let conn = Arc::new(Conn {
+        front,
+        rhost: peer.ip().to_string(),
+        limits,
+        fids: Mutex::new(HashMap::new()),
+        inflight: Mutex::new(HashMap::new()),
+        out,
+    });
+    read_requests(&conn, &mut rd, &mut buf).await;
+    // The client is gone: abandon its requests, release its fids (sessions end
+    // and unfinished authentications are aborted as their last reference goes).
+    for (_, task) in lock(&conn.inflight).drain() {
+        task.abort();
+    }
+    lock(&conn.fids).clear();
+    drop(conn);
+    let _ = writer.await;
+}
+
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<Bytes>, (u64, srpc_proto::DecodeError)> {
+    loop {
+        match check(buf, limits) {
+            Check::Complete(len) => return Ok(Some(buf.split_to(len).freeze())),
+            Check::Invalid(e) => return Err((Header::parse(buf).map_or(0, |h| h.seq), e)),
+            Check::Incomplete => match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    out: &mpsc::Sender<Vec<u8>>,
+    server: Limits,
+) -> Option<Limits> {
+    let frame = match read_frame(rd, buf, &server).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return None,
+        Err((seq, e)) => {
+            let _ = out
+                .send(encode(&Frame::new(
+                    seq,
+                    Message::error(e.code(), e.to_string()),
+                )))
+                .await;
+            return None;
+        }
+    };
+    let (seq, reply, agreed) = match decode_bytes(&frame, &server) {
+        Ok(Frame {
+            seq,
+            msg: Message::Tversion { version, limits },
+        }) => {
+            if version != PROTOCOL_VERSION {
+                let m = format!(
+                    "version {version:?} is not supported (this server speaks {PROTOCOL_VERSION})"
+                );
+                (seq, Message::error(ErrorCode::UnsupportedVersion, m), None)
+            } else if !limits.is_sane() && limits.min(Limits::FLOOR) != Limits::FLOOR {
+                let m = "proposed limits are below the protocol's minimums";
+                (seq, Message::error(ErrorCode::LimitExceeded, m), None)
+            } else {
+                let agreed = limits.min(server);
+                (
+                    seq,
+                    Message::Rversion {
+                        version: PROTOCOL_VERSION.into(),
+                        limits: agreed,
+                    },
+                    Some(agreed),
+                )
+            }
+        }
+        Ok(Frame { seq, .. }) => (
+            seq,
+            Message::error(ErrorCode::Protocol, "the first request must be version"),
+            None,
+        ),
+        Err(e) => (
+            Header::parse(&frame).map_or(0, |h| h.seq),
+            Message::error(e.code(), e.to_string()),
+            None,
+        ),
+    };
+    out.send(encode(&Frame::new(seq, reply))).await.ok()?;
+    agreed
+}
+
+async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
+    conn: &Arc<Conn>,
+    rd: &mut R,
+    buf: &mut BytesMut,
+) {
+    loop {
+        let frame = match read_frame(rd, buf, &conn.limits).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err((seq, e)) => {
+                // A bad header leaves no way to find the next frame: say why, close.
+                conn.reply_now(seq, Message::error(e.code(), e.to_string()))
+                    .await;
+                return;
+            }
+        };
+        let Frame { seq, msg } = match decode_bytes(&frame, &conn.limits) {
+            Ok(f) => f,
+            Err(e) => {
+                let seq = Header::parse(&frame).map_or(0, |h| h.seq);
+                conn.reply_now(seq, Message::error(e.code(), e.to_string()))
+                    .await;
+                continue;
+            }
+        };
+        drop(frame);
+        if let Message::Tflush { oldseq } = msg {
+            conn.flush(seq, oldseq).await;
+            continue;
+        }
+        if !msg.is_request() || matches!(msg, Message::Tversion { .. }) {
+            let m = format!("{:?} is not a request here", msg.kind());
+            conn.reply_now(seq, Message::error(ErrorCode::Protocol, m))
+                .await;
+            continue;
+        }
+        let refusal = {
+            let inflight = lock(&conn.inflight);
+            if inflight.contains_key(&seq) {
+                Some(Message::error(
+                    ErrorCode::Protocol,
+                    format!("sequence number {seq} is already in flight"),
+                ))
+            } else if inflight.len() >= conn.limits.max_pending as usize {
+                Some(Message::error(
+                    ErrorCode::LimitExceeded,
+                    format!("more than {} requests in flight", conn.limits.max_pending),
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some(refusal) = refusal {
+            conn.reply_now(seq, refusal).await;
+            continue;
+        }
+        let task_conn = Arc::clone(conn);
+        // Registered under the lock the task takes to finish, so a task cannot
+        // finish before it is registered.
+        let mut inflight = lock(&conn.inflight);
+        let task = tokio::spawn(async move {
+            let reply = task_conn.handle(msg).await;
+            task_conn.finish(seq, reply).await;
+        });
+        inflight.insert(seq, task.abort_handle());
+    }
+}
+
+impl Conn {
+    async fn reply_now(&self, seq: u64, msg: Message) {
+        let _ = self.out.send(encode(&Frame::new(seq, msg))).await;
+    }
+
+    /// Sends a request's reply unless the request was flushed meanwhile.
+    async fn finish(&self, seq: u64, msg: Message) {
+        let Ok(permit) = self.out.reserve().await else {
+            return;
+        };
+        let mut inflight = lock(&self.inflight);
+        if inflight.remove(&seq).is_some() {
+            permit.send(encode(&Frame::new(seq, msg)));
+        }
+    }
+
+    /// Abandons `oldseq`: its reply has been queued already or never will be.
+    async fn flush(&self, seq: u64, oldseq: u64) {
+        if let Some(task) = lock(&self.inflight).remove(&oldseq) {
+            task.abort();
+        }
+        self.reply_now(seq, Message::Rflush).await;
+    }
+
+    async fn handle(self: &Arc<Self>, msg: Message) -> Message {
+        match msg {
+            Message::Tauth { afid, uname, aname } => self.auth(afid, uname, aname),
+            Message::Tattach {
+                fid,
+                afid,
+                uname,
+                aname,
+            } => self.attach(fid, afid, &uname, &aname).await,
+            Message::Twalk { fid, newfid, names } => self.walk(fid, newfid, names).await,
+            Message::Tstat { fid } => match self.node(fid) {
+                Ok(node) => {
+                    self.forward(&node, |wfid| Message::Tstat { fid: wfid })
+                        .await
+                }
+                Err(e) => e,
+            },
+            Message::Tclunk { fid } => self.clunk(fid),
+            Message::Tappend { fid, data } => self.append(fid, data).await,
+            other => Message::error(
+                ErrorCode::Protocol,
+                format!("{:?} is not a request here", other.kind()),
+            ),
+        }
+    }
+
+    /// Reserves `fid` for a request that will bind it.
+    fn reserve(&self, fid: u32) -> Result<Reservation<'_>, Message> {
+        let mut fids = lock(&self.fids);
+        if fids.contains_key(&fid) {
+            return Err(Message::error(
+                ErrorCode::FidInUse,
+                format!("fid {fid} is in use"),
+            ));
+        }
+        if fids.len() >= self.limits.max_fids as usize {
+            return Err(Message::error(
+                ErrorCode::LimitExceeded,
+                format!("more than {} fids bound", self.limits.max_fids),
+            ));
+        }
+        fids.insert(fid, Fid::Reserved);
+        Ok(Reservation {
+            conn: self,
+            fid,
+            done: false,
+        })
+    }
+
+    fn node(&self, fid: u32) -> Result<Arc<NodeFid>, Message> {
+        match lock(&self.fids).get(&fid) {
+            Some(Fid::Node(node)) => Ok(Arc::clone(node)),
+            Some(Fid::Auth(_)) => Err(Message::error(
+                ErrorCode::BadFid,
+                format!("fid {fid} is an auth fid"),
+            )),
+            Some(Fid::Reserved) | None => Err(Message::error(
+                ErrorCode::BadFid,
+                format!("fid {fid} is not bound"),
+            )),
+        }
+    }
+
+    fn auth(self: &Arc<Self>, afid: u32, uname: String, aname: String) -> Message {
+        let reservation = match self.reserve(afid) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let id = self.front.monitor.new_auth_id();
+        reservation.bind(Fid::Auth(Arc::new(AuthFid {
+            id,
+            uname,
+            aname,
+            state: tokio::sync::Mutex::new(AuthState::Fresh),
+            front: Arc::clone(&self.front),
+        })));
+        Message::Rauth {
+            aqid: Qid {
+                kind: QidType::Auth,
+                path: id,
+                version: 0,
+            },
+        }
+    }
+
+    async fn append(self: &Arc<Self>, fid: u32, data: Bytes) -> Message {
+        let auth = match lock(&self.fids).get(&fid) {
+            Some(Fid::Auth(auth)) => Some(Arc::clone(auth)),
+            _ => None,
+        };
+        if let Some(auth) = auth {
+            return self.converse(&auth, data).await;
+        }
+        let node = match self.node(fid) {
+            Ok(node) => node,
+            Err(e) => return e,
+        };
+        if node.kind != QidType::Endpoint {
+            return Message::error(ErrorCode::NotEndpoint, format!("fid {fid} is a directory"));
+        }
+        self.forward(&node, move |wfid| Message::Tappend { fid: wfid, data })
+            .await
+    }
+
+    /// One round of the PAM conversation on an auth fid.
+    async fn converse(&self, auth: &Arc<AuthFid>, data: Bytes) -> Message {
+        let Ok(mut state) = auth.state.try_lock() else {
+            return Message::error(
+                ErrorCode::Protocol,
+                "an append on this auth fid is already in flight",
+            );
+        };
+        let answers = AuthAnswers::decode(&data);
+        // The answers are secrets: wipe the frame's copy once decoded.
+        if let Ok(mut raw) = data.try_into_mut() {
+            raw.zeroize();
+        }
+        let answers = match answers {
+            Ok(a) => a,
+            Err(e) => return Message::error(ErrorCode::Malformed, format!("auth answers: {e}")),
+        };
+        // Until the monitor answers, an abandoned round abandons the whole
+        // authentication: PAM cannot be rewound.
+        let previous = *state;
+        *state = AuthState::Failed;
+        let (msg, payload) = match previous {
+            AuthState::Fresh if answers.0.is_empty() => (
+                ToMonitor::AuthStart {
+                    auth: auth.id,
+                    user: auth.uname.clone(),
+                    rhost: self.rhost.clone(),
+                },
+                zeroize::Zeroizing::new(Vec::new()),
+            ),
+            AuthState::Fresh => {
+                return Message::error(
+                    ErrorCode::Malformed,
+                    "the first append on an auth fid carries no answers",
+                )
+            }
+            AuthState::Running => (ToMonitor::AuthAnswer { auth: auth.id }, answers.encode()),
+            AuthState::Authenticated | AuthState::Attached => {
+                *state = previous;
+                return Message::Rappend {
+                    data: Bytes::from(AuthStep::Authenticated.encode()),
+                };
+            }
+            AuthState::Failed => {
+                return Message::error(ErrorCode::AuthFailed, "authentication failed")
+            }
+        };
+        drop(answers);
+        let Ok(reply) = self.front.monitor.request(auth.id, &msg, &payload).await else {
+            return Message::error(ErrorCode::Unavailable, "srpcd is shutting down");
+        };
+        match reply.msg {
+            ToFront::AuthStep { .. } => match AuthStep::decode(&reply.payload) {
+                Ok(step) => {
+                    *state = if step == AuthStep::Authenticated {
+                        AuthState::Authenticated
+                    } else {
+                        AuthState::Running
+                    };
+                    Message::Rappend {
+                        data: Bytes::copy_from_slice(&reply.payload),
+                    }
+                }
+                Err(e) => Message::error(ErrorCode::Internal, format!("monitor step: {e}")),
+            },
+            ToFront::Failed { code, message, .. } => {
+                Message::error(ErrorCode::from_number(code), message)
+            }
+            ToFront::Worker { .. } | ToFront::Configure { .. } => {
+                Message::error(ErrorCode::Internal, "the monitor answered out of turn")
+            }
+        }
+    }
+
+    async fn attach(self: &Arc<Self>, fid: u32, afid: u32, uname: &str, aname: &str) -> Message {
+        let auth = match lock(&self.fids).get(&afid) {
+            Some(Fid::Auth(auth)) => Arc::clone(auth),
+            _ => {
+                return Message::error(
+                    ErrorCode::AuthRequired,
+                    format!("fid {afid} is not an auth fid"),
+                )
+            }
+        };
+        if auth.uname != uname || auth.aname != aname {
+            return Message::error(
+                ErrorCode::AuthRequired,
+                "uname and aname must be those the auth fid was opened for",
+            );
+        }
+        let reservation = match self.reserve(fid) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut state = auth.state.lock().await;
+        match *state {
+            AuthState::Authenticated => {}
+            AuthState::Attached => {
+                return Message::error(ErrorCode::AuthRequired, "the auth fid is already used")
+            }
+            _ => return Message::error(ErrorCode::AuthRequired, "authentication is not complete"),
+        }
+        match Session::attach(&self.front, auth.id, aname).await {
+            Ok((session, link, wfid, qid)) => {
+                *state = AuthState::Attached;
+                reservation.bind(Fid::Node(Arc::new(NodeFid {
+                    session,
+                    bound: Mutex::new((link, wfid)),
+                    path: Vec::new(),
+                    kind: qid.kind,
+                })));
+                Message::Rattach { qid }
+            }
+            Err(e) => e,
+        }
+    }
+
+    async fn walk(self: &Arc<Self>, fid: u32, newfid: u32, names: Vec<String>) -> Message {
+        let from = match self.node(fid) {
+            Ok(node) => node,
+            Err(e) => return e,
+        };
+        let reservation = if newfid == fid {
+            None
+        } else {
+            match self.reserve(newfid) {
+                Ok(r) => Some(r),
+                Err(e) => return e,
+            }
+        };
+        let (link, wfid) = match from.session.live(&from).await {
+            Ok(bound) => bound,
+            Err(e) => return e,
+        };
+        let new_wfid = link.new_fid();
+        let request = Message::Twalk {
+            fid: wfid,
+            newfid: new_wfid,
+            names: names.clone(),
+        };
+        let Ok(reply) = link
+            .call(request, Some(Message::Tclunk { fid: new_wfid }))
+            .await
+        else {
+            return super::worker_link::link_down_error();
+        };
+        let qids = match reply {
+            Message::Rwalk { qids } => qids,
+            err @ Message::Rerror { .. } => return err,
+            other => {
+                return Message::error(
+                    ErrorCode::Internal,
+                    format!("worker answered walk with {:?}", other.kind()),
+                )
+            }
+        };
+        if qids.len() < names.len() {
+            return Message::Rwalk { qids };
+        }
+        let kind = qids.last().map_or(from.kind, |q| q.kind);
+        let mut path = from.path.clone();
+        path.extend(names);
+        let node = Fid::Node(Arc::new(NodeFid {
+            session: Arc::clone(&from.session),
+            bound: Mutex::new((link, new_wfid)),
+            path,
+            kind,
+        }));
+        match reservation {
+            Some(r) => r.bind(node),
+            // Walking a fid onto itself moves it; the old binding is clunked
+            // as its NodeFid drops.
+            None => {
+                lock(&self.fids).insert(fid, node);
+            }
+        }
+        Message::Rwalk { qids }
+    }
+
+    fn clunk(&self, fid: u32) -> Message {
+        let mut fids = lock(&self.fids);
+        match fids.get(&fid) {
+            Some(Fid::Auth(_) | Fid::Node(_)) => {
+                fids.remove(&fid);
+                Message::Rclunk
+            }
+            Some(Fid::Reserved) | None => {
+                Message::error(ErrorCode::BadFid, format!("fid {fid} is not bound"))
+            }
+        }
+    }
+
+    /// Sends a request about `node` to its worker (relinking if it died).
+    async fn forward(&self, node: &Arc<NodeFid>, make: impl FnOnce(u32) -> Message) -> Message {
+        let (link, wfid) = match node.session.live(node).await {
+            Ok(bound) => bound,
+            Err(e) => return e,
+        };
+        match link.call(make(wfid), None).await {
+            Ok(reply) => reply,
+            Err(_) => super::worker_link::link_down_error(),
+        }
+    }
+}
+
+/// A fid reserved by an in-flight request: bound on success, released when
+/// the request fails or is flushed.
+struct Reservation<'a> {
+    conn: &'a Conn,
+    fid: u32,
+    done: bool,
+}
+
+impl Reservation<'_> {
+    fn bind(mut self, fid: Fid) {
+        lock(&self.conn.fids).insert(self.fid, fid);
+        self.done = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut fids = lock(&self.conn.fids);
+            if matches!(fids.get(&self.fid), Some(Fid::Reserved)) {
+                fids.remove(&self.fid);
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The front: TLS, the protocol, per-connection fid tables, limits and routing.
+//! It runs as an unprivileged system user and asks the monitor for everything
+//! that needs privilege.
+
+mod conn;
+mod monitor_client;
+mod session;
+mod tls;
+mod worker_link;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, RwLock};
+
+use srpc_proto::{ErrorCode, Message};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use conn::serve_connection;
+pub use monitor_client::{MonitorClient, MonitorGone};
+pub use worker_link::WorkerLink;
+
+use crate::ipc::{Channel, FrontSettings, ToFront};
+
+/// State shared by all connections of the front.
+pub struct Front {
+    monitor: Arc<MonitorClient>,
+    settings: RwLock<Arc<FrontSettings>>,
+    acceptor: RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    links: Mutex<HashMap<u64, Arc<WorkerLink>>>,
+    sessions: Mutex<HashMap<String, u32>>,
+    sources: Mutex<HashMap<IpAddr, u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Front {
+    fn settings(&self) -> Arc<FrontSettings> {
+        Arc::clone(
+            &self
+                .settings
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn link(
+        &self,
+        worker: u64,
+        user: &str,
+        fd: Option<OwnedFd>,
+    ) -> Result<Arc<WorkerLink>, Message> {
+        let mut links = lock(&self.links);
+        links.retain(|_, l| !l.is_down());
+        if let Some(fd) = fd {
+            let std_stream = std::os::unix::net::UnixStream::from(fd);
+            let stream = std_stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(std_stream))
+                .map_err(|e| Message::error(ErrorCode::Internal, format!("worker link: {e}")))?;
+            let link = WorkerLink::start(worker, user.to_owned(), stream);
+            links.insert(worker, Arc::clone(&link));
+            return Ok(link);
+        }
+        links
+            .get(&worker)
+            .filter(|l| l.user == user)
+            .cloned()
+            .ok_or_else(|| Message::error(ErrorCode::Unavailable, "the user's worker is gone"))
+    }
+
+    /// Counts a new session of `user`; false when the user is at the limit.
+    fn session_started(&self, user: &str) -> bool {
+        let max = self.settings().sessions_per_user;
+        let mut sessions = lock(&self.sessions);
+        let n = sessions.entry(user.to_owned()).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn session_ended(&self, user: &str) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(n) = sessions.get_mut(user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sessions.remove(user);
+            }
+        }
+    }
+
+    /// Admits a connection from `ip` if the total and per-source limits allow.
+    fn admit(self: &Arc<Self>, ip: IpAddr, open: usize) -> Option<SourceGuard> {
+        let settings = self.settings();
+        if open >= settings.connections as usize {
+            return None;
+        }
+        let mut sources = lock(&self.sources);
+        let n = sources.entry(ip).or_insert(0);
+        if *n >= settings.connections_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceGuard {
+            front: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// Holds one connection's place in the per-source count.
+struct SourceGuard {
+    front: Arc<Front>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut sources = lock(&self.front.sources);
+        if let Some(n) = sources.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sources.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Runs the front on `listener` until the monitor goes away or `shutdown`
+/// resolves; then stops accepting and lets open connections finish their
+/// in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    chan: Channel,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), MonitorGone> {
+    let (configure_tx, mut configure_rx) = mpsc::unbounded_channel();
+    let monitor = MonitorClient::start(chan, configure_tx);
+    // Nothing is served before the monitor has sent settings and credentials.
+    let first = configure_rx.recv().await.ok_or(MonitorGone)?;
+    let front = Arc::new(Front {
+        monitor,
+        settings: RwLock::new(Arc::new(placeholder_settings())),
+        acceptor: RwLock::new(None),
+        links: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
+        sources: Mutex::new(HashMap::new()),
+    });
+    tls::apply(&front, first);
+    let reconfigure = Arc::clone(&front);
+    tokio::spawn(async move {
+        while let Some(env) = configure_rx.recv().await {
+            tls::apply(&reconfigure, env);
+        }
+    });
+    let open = Arc::new(());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            },
+        };
+        // Arc strong count minus ours: connections open now.
+        let Some(guard) = front.admit(peer.ip(), Arc::strong_count(&open) - 1) else {
+            tracing::warn!(%peer, "connection refused: connection limit reached");
+            continue;
+        };
+        let acceptor = front
+            .acceptor
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(acceptor) = acceptor else { continue };
+        let front = Arc::clone(&front);
+        let token = Arc::clone(&open);
+        tokio::spawn(async move {
+            serve_connection(front, acceptor, tcp, peer).await;
+            drop(guard);
+            drop(token);
+        });
+    }
+    Ok(())
+}
+
+fn placeholder_settings() -> FrontSettings {
+    let d = crate::config::Limits::default();
+    FrontSettings {
+        connections: d.connections,
+        connections_per_source: d.connections_per_source,
+        sessions_per_user: d.sessions_per_user,
+        max_message: d.max_message,
+        max_fids: d.fids_per_connection,
+        max_pending: d.pending_requests,
+        allow_tls12: false,
+    }
+}
+
+impl ToFront {
+    /// The authentication a reply is about (none for `Configure`).
+    pub fn auth(&self) -> Option<u64> {
+        match self {
+            ToFront::Configure { .. } => None,
+            ToFront::AuthStep { auth }
+            | ToFront::Failed { auth, .. }
+            | ToFront::Worker { auth, .. } => Some(*auth),
+        }
+    }
+}
