@@ -131,6 +131,9 @@ pub struct Workers {
     /// The unprivileged system user the TLS front runs as.
     #[serde(deserialize_with = "service_name")]
     pub front_user: String,
+    /// Where `srpc-front` and `srpc-worker` are (default `/usr/libexec/srpc`).
+    #[serde(deserialize_with = "opt_absolute_path")]
+    pub libexec_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -196,6 +199,7 @@ impl Default for Workers {
         Workers {
             idle_timeout: Duration::from_secs(300),
             front_user: "srpc".into(),
+            libexec_dir: None,
         }
     }
 }
@@ -264,9 +268,9 @@ impl Config {
     /// Parses and checks `text`; `path` is used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(0, |span| 1 + text[..span.start.min(text.len())].matches('\n').count());
+            let line = e.span().map_or(0, |span| {
+                1 + text[..span.start.min(text.len())].matches('\n').count()
+            });
             ConfigError::Invalid {
                 path: path.to_owned(),
                 line,
@@ -347,6 +351,10 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     }
 }
 
+fn opt_absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    absolute_path(d).map(Some)
+}
+
 /// PAM service and user names: a plain name, so it cannot point outside
 /// `/etc/pam.d` or be mistaken for an option.
 fn service_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -420,11 +428,17 @@ mod tests {
             "/etc/srpc/srpcd.toml:2: tree.root: \"srv\" is not an absolute path"
         );
         let e = parse("[pam]\nservice = \"../shadow\"\n").unwrap_err();
-        assert!(e.starts_with("/etc/srpc/srpcd.toml:2: pam.service: \"../shadow\" is not a valid name"), "{e}");
+        assert!(
+            e.starts_with("/etc/srpc/srpcd.toml:2: pam.service: \"../shadow\" is not a valid name"),
+            "{e}"
+        );
         let e = parse("listen = \"nowhere\"\n").unwrap_err();
         assert!(e.starts_with("/etc/srpc/srpcd.toml:1: listen: "), "{e}");
         let e = parse("[tls]\nmin_version = \"1.1\"\n").unwrap_err();
-        assert!(e.contains("tls.min_version: unsupported TLS version \"1.1\""), "{e}");
+        assert!(
+            e.contains("tls.min_version: unsupported TLS version \"1.1\""),
+            "{e}"
+        );
         let e = parse("[limits]\nconnections = -1\n").unwrap_err();
         assert!(e.contains("limits.connections: -1 is out of range"), "{e}");
         let e = parse("[limits]\nconnections = \"many\"\n").unwrap_err();
@@ -434,6 +448,9 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let e = Config::load(Path::new("/nonexistent/srpcd.toml")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/srpcd.toml: "), "{e}");
+        assert!(
+            e.to_string().starts_with("/nonexistent/srpcd.toml: "),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,8 @@ pub mod config;
 pub mod front;
 pub mod ipc;
 pub mod lockout;
+pub mod logging;
+pub mod monitor;
 pub mod pam;
 pub mod users;
 pub mod worker;

@@ -219,8 +219,20 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
 ) {
+    let mut draining = conn.front.draining.subscribe();
     loop {
-        let frame = match read_frame(rd, buf, &conn.limits).await {
+        let read = tokio::select! {
+            read = read_frame(rd, buf, &conn.limits) => Some(read),
+            _ = draining.wait_for(|d| *d) => None,
+        };
+        let Some(read) = read else {
+            // Shutting down: read nothing more, answer what is in flight.
+            while !lock(&conn.inflight).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            return;
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err((seq, e)) => {

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 pub use conn::serve_connection;
 pub use monitor_client::{MonitorClient, MonitorGone};
+pub use tls::acceptor as tls_acceptor;
 pub use worker_link::WorkerLink;
 
 use crate::ipc::{Channel, FrontSettings, ToFront};
@@ -31,6 +32,7 @@ pub struct Front {
     links: Mutex<HashMap<u64, Arc<WorkerLink>>>,
     sessions: Mutex<HashMap<String, u32>>,
     sources: Mutex<HashMap<IpAddr, u32>>,
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -150,6 +152,7 @@ pub async fn run(
         links: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         sources: Mutex::new(HashMap::new()),
+        draining: tokio::sync::watch::Sender::new(false),
     });
     tls::apply(&front, first);
     let reconfigure = Arc::clone(&front);
@@ -190,6 +193,38 @@ pub async fn run(
             drop(token);
         });
     }
+    // Drain: connections stop reading, answer what is in flight, and close.
+    front.draining.send_replace(true);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while Arc::strong_count(&open) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::info!(unfinished = Arc::strong_count(&open) - 1, "front stopped");
+    Ok(())
+}
+
+/// How long open connections have to finish their requests at shutdown.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The front process: adopts the TLS listener (fd 3), connects to the
+/// monitor, serves until SIGTERM, then drains.
+pub async fn main(monitor_socket: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut fds = srpc_os::listen_fds()?;
+    let Some((fd, _)) = fds.pop() else {
+        return Err("no listening socket passed (LISTEN_FDS)".into());
+    };
+    if !fds.is_empty() {
+        return Err("more than one socket passed".into());
+    }
+    let std_listener = std::net::TcpListener::from(fd);
+    std_listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(std_listener)?;
+    let sock = tokio_seqpacket::UnixSeqpacket::connect(monitor_socket).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    run(listener, Channel::new(sock), async move {
+        sigterm.recv().await;
+    })
+    .await?;
     Ok(())
 }
 

@@ -4,3 +4,86 @@
 pub mod link;
 mod names;
 pub mod tree;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::users::Account;
+
+/// The worker process: checks it runs as the user it serves, makes itself
+/// undumpable, adopts its link (fd 3) and serves it until the front closes it
+/// or SIGTERM.
+pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut tree_root = None;
+    let mut user = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--tree-root") => tree_root = args.next().map(PathBuf::from),
+            Some("--user") => user = args.next().and_then(|u| u.into_string().ok()),
+            _ => return Err(format!("unknown argument {arg:?} (started by srpcd only)").into()),
+        }
+    }
+    let (Some(tree_root), Some(user)) = (tree_root, user) else {
+        return Err(
+            "usage: srpc-worker --tree-root DIR --user NAME (started by srpcd only)".into(),
+        );
+    };
+    // Memory of a worker holds the user's data: no core dumps, no ptrace by
+    // other processes of the same uid.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    rustix::thread::set_no_new_privs(true)?;
+    verify_identity(&user)?;
+    let mut fds = srpc_os::listen_fds()?;
+    let Some((fd, _)) = fds.pop() else {
+        return Err("no link passed (LISTEN_FDS)".into());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let std_stream = std::os::unix::net::UnixStream::from(fd);
+        std_stream.set_nonblocking(true)?;
+        let stream = tokio::net::UnixStream::from_std(std_stream)?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let tree = tree::Tree::new(tree_root, user);
+        tokio::select! {
+            served = link::serve(stream, tree, srpc_proto::Limits::default()) => served?,
+            _ = sigterm.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Fails unless every uid, gid and the group list are the user's: the spawn
+/// set them, and this checks the kernel agrees before any request is served.
+fn verify_identity(user: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let account = Account::lookup(user)?;
+    let uids = nix::unistd::getresuid()?;
+    let gids = nix::unistd::getresgid()?;
+    let ids_ok = [uids.real, uids.effective, uids.saved]
+        .iter()
+        .all(|u| u.as_raw() == account.uid)
+        && [gids.real, gids.effective, gids.saved]
+            .iter()
+            .all(|g| g.as_raw() == account.gid);
+    let mut groups: Vec<u32> = nix::unistd::getgroups()?
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let mut expected = account.groups.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    expected.sort_unstable();
+    expected.dedup();
+    if !ids_ok || groups != expected {
+        return Err(format!(
+            "refusing to serve {user}: running as uids {uids:?} gids {gids:?} groups {groups:?}, \
+             expected uid {} gid {} groups {expected:?}",
+            account.uid, account.gid
+        )
+        .into());
+    }
+    Ok(())
+}

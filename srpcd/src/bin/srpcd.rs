@@ -1,0 +1,90 @@
+//! srpcd: the sRPC daemon (its root monitor; it starts the front and workers).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use srpcd::config::{Config, DEFAULT_PATH};
+
+const USAGE: &str = "\
+Usage: srpcd [--config PATH] [--check-config]
+
+The sRPC daemon. Runs as root; starts the TLS front as the configured
+unprivileged user and one worker per authenticated user.
+
+Options:
+  -c, --config PATH   configuration file (default /etc/srpc/srpcd.toml)
+      --check-config  check the configuration and the TLS and PAM files, then exit
+  -h, --help          show this help
+  -V, --version       show the version
+
+Signals: SIGHUP reloads the configuration and TLS certificate; SIGTERM drains
+and stops. See srpcd(8) and srpcd.toml(5).";
+
+fn main() -> ExitCode {
+    let mut config_path = PathBuf::from(DEFAULT_PATH);
+    let mut check_only = false;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-c" | "--config") => match args.next() {
+                Some(p) => config_path = PathBuf::from(p),
+                None => return usage_error("--config needs a path"),
+            },
+            Some("--check-config") => check_only = true,
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Some("-V" | "--version") => {
+                println!("srpcd {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            _ => return usage_error(&format!("unknown argument {arg:?}")),
+        }
+    }
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("srpcd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        return match srpcd::monitor::check(&config) {
+            Ok(pin) => {
+                println!("{}: OK (server certificate {pin})", config_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("srpcd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    srpcd::logging::init("srpcd");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("srpcd: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(srpcd::monitor::run(config_path, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("srpcd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("srpcd: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}

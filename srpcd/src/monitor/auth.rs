@@ -1,0 +1,109 @@
+//! One task per authentication: drives its PAM transaction, relays prompts to
+//! the front, and hands a success back to the monitor's loop (which then tells
+//! the front, so the monitor knows of the success before the front can use it).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use srpc_proto::{AuthAnswers, AuthStep};
+use tokio::sync::mpsc;
+
+use crate::ipc::{Channel, ToFront};
+use crate::lockout::Lockout;
+use crate::pam::{AuthenticatedUser, Failure, Step, Transaction};
+
+/// What an authentication task tells the monitor's loop.
+pub enum Outcome {
+    /// PAM accepted the user; the transaction waits to open a session or finish.
+    Authenticated {
+        /// The authentication.
+        auth: u64,
+        /// Who.
+        user: AuthenticatedUser,
+        /// The live transaction.
+        tx: Transaction,
+    },
+    /// The authentication is over without success (already told to the front).
+    Ended {
+        /// The authentication.
+        auth: u64,
+    },
+}
+
+/// Everything one authentication task needs.
+pub struct Driver {
+    /// The authentication.
+    pub auth: u64,
+    /// User name as the client gave it (for the lockout count).
+    pub user: String,
+    /// The client's address.
+    pub rhost: IpAddr,
+    /// The transaction.
+    pub tx: Transaction,
+    /// Answers from the front, one message per round.
+    pub answers: mpsc::Receiver<AuthAnswers>,
+    /// Where prompts and failures go.
+    pub chan: Arc<Channel>,
+    /// Where the outcome goes.
+    pub outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Failure counting.
+    pub lockout: Arc<Mutex<Lockout>>,
+}
+
+impl Driver {
+    /// Runs the conversation to its end.
+    pub async fn run(mut self) {
+        loop {
+            match self.tx.next().await {
+                Step::Prompts(prompts) => {
+                    let step = AuthStep::Prompts(prompts).encode();
+                    let msg = ToFront::AuthStep { auth: self.auth };
+                    if self.chan.send(&msg, &step, None).await.is_err() {
+                        return;
+                    }
+                    let Some(answers) = self.answers.recv().await else {
+                        // The monitor dropped us: aborted. Dropping the
+                        // transaction ends PAM's conversation.
+                        return;
+                    };
+                    if let Err(e) = self.tx.answer(answers) {
+                        tracing::info!(auth = self.auth, "bad answers: {e}");
+                        self.fail(Failure::AuthFailed).await;
+                        return;
+                    }
+                }
+                Step::Authenticated(user) => {
+                    lock(&self.lockout).record_success(&self.user);
+                    let _ = self.outcomes.send(Outcome::Authenticated {
+                        auth: self.auth,
+                        user,
+                        tx: self.tx,
+                    });
+                    return;
+                }
+                Step::Failed(failure) => {
+                    self.fail(failure).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn fail(&self, failure: Failure) {
+        if matches!(failure, Failure::AuthFailed) {
+            lock(&self.lockout).record_failure(&self.user, self.rhost);
+        }
+        tracing::info!(auth = self.auth, user = %self.user, rhost = %self.rhost, "authentication failed: {failure}");
+        let msg = ToFront::Failed {
+            auth: self.auth,
+            code: failure.code().number(),
+            message: failure.message().into(),
+        };
+        let _ = self.chan.send(&msg, &[], None).await;
+        let _ = self.outcomes.send(Outcome::Ended { auth: self.auth });
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

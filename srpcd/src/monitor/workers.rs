@@ -1,0 +1,117 @@
+//! The users' worker processes: one per user, started on the user's first
+//! session, shared by all of that user's sessions, reaped when idle.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use srpc_os::{Credentials, ListenFdCommand};
+
+use crate::pam;
+use crate::users::Account;
+
+/// One user's worker.
+pub struct Worker {
+    /// Changes with every process started, so the front knows a new link.
+    pub id: u64,
+    /// The account it runs as.
+    pub account: Account,
+    /// The process; `None` between a crash and the next session's request.
+    pub child: Option<Child>,
+    /// The user's PAM session: open while the user has sessions or a worker.
+    pub pam: Option<pam::Session>,
+    /// Sessions attached (over all connections).
+    pub sessions: u32,
+    /// When the last session ended.
+    pub idle_since: Option<Instant>,
+    /// SIGTERM was sent (idle reap or shutdown).
+    pub stopping: bool,
+}
+
+/// How workers are started.
+pub struct Spawner {
+    /// The worker executable.
+    pub program: PathBuf,
+    /// The canonical tree.
+    pub tree_root: PathBuf,
+}
+
+impl Spawner {
+    /// Starts a worker for `account`, returning it and the front's end of its link.
+    pub fn spawn(
+        &self,
+        account: &Account,
+        pam_env: &[(String, String)],
+    ) -> std::io::Result<(Child, OwnedFd)> {
+        let (front_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = ListenFdCommand::new(&self.program, OwnedFd::from(worker_end), "srpc-link");
+        cmd.arg("--tree-root")
+            .arg(&self.tree_root)
+            .arg("--user")
+            .arg(&account.name);
+        // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.
+        for (k, v) in pam_env {
+            if !k.starts_with("LISTEN_") {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &account.home)
+            .env("USER", &account.name)
+            .env("LOGNAME", &account.name)
+            .credentials(Credentials {
+                uid: account.uid,
+                gid: account.gid,
+                groups: account.groups.clone(),
+            });
+        let mut command = cmd.into_command().map_err(std::io::Error::other)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .current_dir(Path::new("/"));
+        let child = command.spawn()?;
+        Ok((child, OwnedFd::from(front_end)))
+    }
+}
+
+/// All workers, by user name.
+#[derive(Default)]
+pub struct Workers {
+    /// The workers.
+    pub by_user: HashMap<String, Worker>,
+    next_id: u64,
+}
+
+impl Workers {
+    /// A fresh worker id.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Users whose worker has had no session for `idle` and should stop now.
+    pub fn idle(&self, idle: Duration, now: Instant) -> Vec<String> {
+        self.by_user
+            .iter()
+            .filter(|(_, w)| {
+                w.sessions == 0
+                    && !w.stopping
+                    && w.idle_since.is_some_and(|t| now.duration_since(t) >= idle)
+            })
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+}
+
+/// Sends SIGTERM to a worker (it exits at once: it holds nothing to save).
+pub fn terminate(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
