@@ -96,7 +96,7 @@ impl AuthStep {
         let step = match status.as_str() {
             "authenticated" => AuthStep::Authenticated,
             "prompts" => AuthStep::Prompts(f.array("prompts", |v, path| {
-                let mut p = item_object(v, path.clone())?;
+                let mut p = item_object(v, &path)?;
                 let style = p.string("style")?;
                 let style = PromptStyle::parse(&style).ok_or_else(|| {
                     DecodeError::field(

@@ -255,7 +255,7 @@ fn decode_control(kind: Kind, f: &mut Fields, limits: &Limits) -> Result<Message
             Message::Twalk { fid, newfid, names }
         }
         Kind::Rwalk => Message::Rwalk {
-            qids: f.array("qids", |v, path| read_qid(item_object(v, path)?))?,
+            qids: f.array("qids", |v, path| read_qid(item_object(v, &path)?))?,
         },
         Kind::Tstat => Message::Tstat { fid: f.u32("fid")? },
         Kind::Rstat => Message::Rstat {

@@ -76,7 +76,9 @@ pub enum DecodeError {
     },
     /// An append body too short for its control-length prefix, or whose prefix
     /// points past the end of the body.
-    #[error("append body: control length {control_len} does not fit in a body of {body_len} bytes")]
+    #[error(
+        "append body: control length {control_len} does not fit in a body of {body_len} bytes"
+    )]
     BadAppendLayout {
         /// The declared control length (0 if the prefix itself is missing).
         control_len: u64,

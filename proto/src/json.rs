@@ -1,10 +1,11 @@
 //! Strict reading of the JSON control part.
 //!
-//! serde_json's own `Value` keeps the last of duplicate keys silently, and derived
+//! `serde_json`'s own `Value` keeps the last of duplicate keys silently, and derived
 //! `Deserialize` reports faults as free text. The reader here keeps every key, so a
 //! duplicate is an error (two parsers must never see two different messages in one
 //! frame), and each fault is a precise [`DecodeError`].
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -102,8 +103,11 @@ impl Fields {
             let field = prefix.trim_end_matches('.').to_owned();
             return Err(DecodeError::field(field, FieldError::WrongType("object")));
         };
-        for (i, (key, _)) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|(k, _)| k == key) {
+        // A set, not a pairwise scan: a frame of 100k distinct keys must cost
+        // milliseconds, not the minutes a quadratic check would let a peer demand.
+        let mut seen = HashSet::with_capacity(entries.len());
+        for (key, _) in &entries {
+            if !seen.insert(key.as_str()) {
                 return Err(DecodeError::DuplicateField(format!("{prefix}{key}")));
             }
         }
@@ -226,7 +230,7 @@ impl Fields {
 }
 
 /// Reads an array item that must be an object.
-pub(crate) fn item_object(value: Json, path: String) -> Result<Fields, DecodeError> {
+pub(crate) fn item_object(value: Json, path: &str) -> Result<Fields, DecodeError> {
     Fields::new(format!("{path}."), value)
 }
 
@@ -292,7 +296,11 @@ impl<'a> ObjWriter<'a> {
 }
 
 /// Writes a JSON array whose items are written by `item`.
-pub(crate) fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+pub(crate) fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    mut item: impl FnMut(&mut Vec<u8>, &T),
+) {
     out.push(b'[');
     for (i, v) in items.iter().enumerate() {
         if i > 0 {

@@ -44,6 +44,7 @@ impl Default for Limits {
 
 impl Limits {
     /// The element-wise minimum of two sets of limits (the negotiation rule).
+    #[must_use]
     pub fn min(self, other: Limits) -> Limits {
         Limits {
             max_message: self.max_message.min(other.max_message),

@@ -133,7 +133,7 @@ pub struct Stat {
     pub group: String,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
-    /// SELinux label of the node, when the server runs with SELinux.
+    /// The node's `SELinux` label, when the server runs with `SELinux`.
     pub label: Option<String>,
 }
 
