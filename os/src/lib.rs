@@ -1,3 +1,23 @@
 //! The operating-system layer: every `unsafe` block and raw libc call of sRPC
 //! lives here, each with a `// SAFETY:` comment. Everything else in the
 //! workspace is `#![forbid(unsafe_code)]` and calls the safe functions below.
+//!
+//! - [`listen_fds`]: take the sockets a process was started with (systemd style);
+//!   [`ListenFdCommand`]: start a program that way.
+//! - [`send_fd`] / [`recv_fd`]: pass a connection and a few bytes over a Unix socket.
+//! - [`peer_credentials`], [`peer_security_context`]: who is at the other end of a
+//!   Unix socket, as the kernel says; [`user_name`]: the name of a uid.
+
+mod error;
+mod listen;
+mod scm;
+mod socket;
+mod spawn;
+mod users;
+
+pub use error::Error;
+pub use listen::listen_fds;
+pub use scm::{recv_fd, send_fd};
+pub use socket::{is_unix_stream_listener, peer_credentials, peer_security_context, PeerCred};
+pub use spawn::{Credentials, ListenFdCommand};
+pub use users::{effective_gid, effective_uid, user_name};

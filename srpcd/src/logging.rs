@@ -20,6 +20,7 @@ pub fn init(identifier: &str) {
             registry
                 .with(
                     tracing_subscriber::fmt::layer()
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .with_writer(std::io::stderr)
                         .with_target(false),
                 )

@@ -68,8 +68,17 @@ struct Conn {
     rhost: String,
     limits: Limits,
     fids: Mutex<HashMap<u32, Fid>>,
-    inflight: Mutex<HashMap<u64, AbortHandle>>,
+    inflight: Mutex<HashMap<u64, Inflight>>,
     out: mpsc::Sender<Vec<u8>>,
+}
+
+/// A request being handled.
+struct Inflight {
+    task: AbortHandle,
+    /// Attach cannot be abandoned half way (the monitor would count a session
+    /// the front never saw), so a flush waits for it instead.
+    abortable: bool,
+    done: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,7 +122,6 @@ pub async fn serve_connection(
         ..Limits::default()
     };
     let mut buf = BytesMut::with_capacity(8192);
-    // Until version is agreed, the server's own limits bound what is read.
     let Some(limits) = negotiate(&mut rd, &mut buf, &out, server_limits).await else {
         drop(out);
         let _ = writer.await;
@@ -130,8 +138,10 @@ pub async fn serve_connection(
     read_requests(&conn, &mut rd, &mut buf).await;
     // The client is gone: abandon its requests, release its fids (sessions end
     // and unfinished authentications are aborted as their last reference goes).
-    for (_, task) in lock(&conn.inflight).drain() {
-        task.abort();
+    for (_, req) in lock(&conn.inflight).drain() {
+        if req.abortable {
+            req.task.abort();
+        }
     }
     lock(&conn.fids).clear();
     drop(conn);
@@ -161,7 +171,12 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     out: &mpsc::Sender<Vec<u8>>,
     server: Limits,
 ) -> Option<Limits> {
-    let frame = match read_frame(rd, buf, &server).await {
+    // Until version is agreed, no frame may exceed the protocol's floor.
+    let before = Limits {
+        max_message: Limits::FLOOR.max_message,
+        ..server
+    };
+    let frame = match read_frame(rd, buf, &before).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return None,
         Err((seq, e)) => {
@@ -174,7 +189,7 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
             return None;
         }
     };
-    let (seq, reply, agreed) = match decode_bytes(&frame, &server) {
+    let (seq, reply, agreed) = match decode_bytes(&frame, &before) {
         Ok(Frame {
             seq,
             msg: Message::Tversion { version, limits },
@@ -184,9 +199,9 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
                     "version {version:?} is not supported (this server speaks {PROTOCOL_VERSION})"
                 );
                 (seq, Message::error(ErrorCode::UnsupportedVersion, m), None)
-            } else if !limits.is_sane() && limits.min(Limits::FLOOR) != Limits::FLOOR {
+            } else if limits.min(Limits::FLOOR) != Limits::FLOOR {
                 let m = "proposed limits are below the protocol's minimums";
-                (seq, Message::error(ErrorCode::LimitExceeded, m), None)
+                (seq, Message::error(ErrorCode::UnsupportedVersion, m), None)
             } else {
                 let agreed = limits.min(server);
                 (
@@ -253,7 +268,13 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         };
         drop(frame);
         if let Message::Tflush { oldseq } = msg {
-            conn.flush(seq, oldseq).await;
+            if lock(&conn.inflight).len() >= conn.limits.max_pending as usize {
+                let m = format!("more than {} requests in flight", conn.limits.max_pending);
+                conn.reply_now(seq, Message::error(ErrorCode::LimitExceeded, m))
+                    .await;
+            } else {
+                conn.flush(seq, oldseq).await;
+            }
             continue;
         }
         if !msg.is_request() || matches!(msg, Message::Tversion { .. }) {
@@ -283,6 +304,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             continue;
         }
         let task_conn = Arc::clone(conn);
+        let abortable = !matches!(msg, Message::Tattach { .. });
         // Registered under the lock the task takes to finish, so a task cannot
         // finish before it is registered.
         let mut inflight = lock(&conn.inflight);
@@ -290,7 +312,14 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
             let reply = task_conn.handle(msg).await;
             task_conn.finish(seq, reply).await;
         });
-        inflight.insert(seq, task.abort_handle());
+        inflight.insert(
+            seq,
+            Inflight {
+                task: task.abort_handle(),
+                abortable,
+                done: Arc::new(tokio::sync::Notify::new()),
+            },
+        );
     }
 }
 
@@ -305,17 +334,39 @@ impl Conn {
             return;
         };
         let mut inflight = lock(&self.inflight);
-        if inflight.remove(&seq).is_some() {
+        if let Some(req) = inflight.remove(&seq) {
             permit.send(encode(&Frame::new(seq, msg)));
+            req.done.notify_waiters();
         }
     }
 
     /// Abandons `oldseq`: its reply has been queued already or never will be.
-    async fn flush(&self, seq: u64, oldseq: u64) {
-        if let Some(task) = lock(&self.inflight).remove(&oldseq) {
-            task.abort();
+    async fn flush(self: &Arc<Self>, seq: u64, oldseq: u64) {
+        let wait = {
+            let mut inflight = lock(&self.inflight);
+            match inflight.get(&oldseq) {
+                Some(req) if req.abortable => {
+                    if let Some(req) = inflight.remove(&oldseq) {
+                        req.task.abort();
+                    }
+                    None
+                }
+                // Created under the lock: the request cannot finish unseen.
+                Some(req) => Some(Arc::clone(&req.done).notified_owned()),
+                None => None,
+            }
+        };
+        match wait {
+            None => self.reply_now(seq, Message::Rflush).await,
+            Some(done) => {
+                // Answer the flush after the request's own reply.
+                let conn = Arc::clone(self);
+                tokio::spawn(async move {
+                    done.await;
+                    conn.reply_now(seq, Message::Rflush).await;
+                });
+            }
         }
-        self.reply_now(seq, Message::Rflush).await;
     }
 
     async fn handle(self: &Arc<Self>, msg: Message) -> Message {
@@ -466,7 +517,10 @@ impl Conn {
                 };
             }
             AuthState::Failed => {
-                return Message::error(ErrorCode::AuthFailed, "authentication failed")
+                return Message::error(
+                    ErrorCode::BadFid,
+                    "this conversation is over; clunk the auth fid and start again",
+                )
             }
         };
         drop(answers);

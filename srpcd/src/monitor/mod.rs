@@ -80,6 +80,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let _ = std::fs::remove_file(&socket_path);
     let mut listener = UnixSeqpacketListener::bind(&socket_path)
         .map_err(StartError::io(format!("binding {}", socket_path.display())))?;
+    // Connecting needs write permission on the socket: the front's user only.
+    std::os::unix::fs::chown(
+        &socket_path,
+        Some(front_account.uid),
+        Some(front_account.gid),
+    )
+    .map_err(StartError::io(format!("chown {}", socket_path.display())))?;
 
     let tcp = std::net::TcpListener::bind(config.listen)
         .map_err(StartError::io(format!("listening on {}", config.listen)))?;

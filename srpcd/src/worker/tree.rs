@@ -194,8 +194,8 @@ impl Tree {
     }
 
     /// Walks from `fid` through `names`; binds `newfid` only if every name was
-    /// walked. Returns the qids of the names walked (fewer than asked when the
-    /// walk stopped part way; an error when it failed at the first name).
+    /// walked. Any failure is the kernel's refusal for the name at fault (no
+    /// short 9P-style `Rwalk`: the client learns why).
     pub fn walk(&mut self, fid: u32, newfid: u32, names: &[String]) -> Result<Vec<Qid>, Refusal> {
         let from = self.node(fid)?;
         if newfid != fid {
@@ -206,6 +206,7 @@ impl Tree {
         let mut qids = Vec::with_capacity(names.len());
         let mut last = None;
         for (i, name) in names.iter().enumerate() {
+            let at = |e: Errno| Refusal::from_errno(e, &names[..=i].join("/"));
             validate_name(name, u32::MAX)
                 .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("names[{i}]: {e}")))?;
             rel.push(name);
@@ -215,8 +216,7 @@ impl Tree {
                     qids.push(qid);
                     last = Some(fd);
                 }
-                Err(e) if i == 0 => return Err(Refusal::from_errno(e, name)),
-                Err(_) => return Ok(qids),
+                Err(e) => return Err(at(e)),
             }
         }
         let fd = match last {
@@ -300,9 +300,10 @@ mod tests {
         assert_eq!(st.name, "echo");
         assert_eq!(st.owner, "root");
         assert_eq!(t.stat(1).unwrap().name, "/");
-        // Partial walk: newfid not bound.
-        let qids = t.walk(1, 3, &names(&["b", "nope"])).unwrap();
-        assert_eq!(qids.len(), 1);
+        // A walk failing after its first name is an error too; newfid unbound.
+        let e = t.walk(1, 3, &names(&["b", "nope"])).unwrap_err();
+        assert_eq!((e.code, e.errno), (ErrorCode::NoSuchNode, Some(2)));
+        assert!(e.message.starts_with("b/nope: "), "{}", e.message);
         assert_eq!(t.stat(3).unwrap_err().code, ErrorCode::BadFid);
         // First element fails: an error with the kernel's errno.
         let e = t.walk(1, 3, &names(&["nope"])).unwrap_err();

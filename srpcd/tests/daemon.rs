@@ -1,0 +1,445 @@
+//! srpcd end to end: the real daemon (monitor, front, workers) started from its
+//! binaries, real PAM users, real TLS, the srpc client library. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/pam_fixture.rs"]
+mod pam_fixture;
+
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pam_fixture::Fixture;
+use srpc::client::{Client, Conversation, ConversationError, Error, PasswordConversation, Trust};
+use srpc_proto::{ErrorCode, Prompt, PromptStyle, QidType};
+use zeroize::Zeroizing;
+
+const PASSWORD: &str = "daemon test pw";
+const FAILURE_DELAY: Duration = Duration::from_millis(400);
+
+/// A running srpcd with its scratch directory; stopped (SIGTERM) on drop.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+    trust: Trust,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn uid_of(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+}
+
+/// Starts srpcd with a tree: `/pub` (0755) holding an endpoint `echo`, and
+/// `/private` (0700, owned by `private_owner`) holding `secret`.
+fn start(fx: &mut Fixture, service: &str, private_owner: &str, idle_secs: u32) -> Daemon {
+    let dir = std::env::temp_dir().join(format!(
+        "srpcd-test-daemon-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("pub")).unwrap();
+    fs::create_dir_all(tree.join("private")).unwrap();
+    fs::write(tree.join("private/secret"), "").unwrap();
+    fs::write(tree.join("pub/echo"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(tree.join("pub/echo"), fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [&tree, &tree.join("pub")] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(tree.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    let owner = uid_of(private_owner);
+    chown(tree.join("private"), Some(owner), None).unwrap();
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = dir.join("server.crt");
+    let key_path = dir.join("server.key");
+    fs::write(&cert_path, cert.cert.pem()).unwrap();
+    fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    let pin = srpc::client::fingerprint_of(cert.cert.der()).unwrap();
+
+    let front_user = fx.user("front user, never logs in");
+    let port = free_port();
+    let libexec = Path::new(env!("CARGO_BIN_EXE_srpcd")).parent().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
+         [tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\
+         [tree]\nroot = \"{}\"\nruntime_dir = \"{}\"\n\
+         [pam]\nservice = \"{service}\"\nfailure_delay_ms = {}\n\
+         [workers]\nidle_timeout_secs = {idle_secs}\nfront_user = \"{front_user}\"\nlibexec_dir = \"{}\"\n",
+        cert_path.display(),
+        key_path.display(),
+        tree.display(),
+        dir.join("run").display(),
+        FAILURE_DELAY.as_millis(),
+        libexec.display(),
+    );
+    let config_path = dir.join("srpcd.toml");
+    fs::write(&config_path, config).unwrap();
+    let log = dir.join("srpcd.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_srpcd"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("SRPC_LOG_STDERR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon {
+        child,
+        dir,
+        addr: format!("127.0.0.1:{port}"),
+        trust: Trust::Pin(pin),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(&daemon.addr).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!(
+                "srpcd exited ({status}): {}",
+                fs::read_to_string(&daemon.log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "srpcd did not listen: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+impl Daemon {
+    async fn dial(&self) -> Client {
+        Client::dial(&self.addr, "localhost", self.trust.clone())
+            .await
+            .unwrap_or_else(|e| panic!("dial: {e}\n{}", self.log_text()))
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Processes whose executable is `name`, with their real uid.
+fn processes(name: &str) -> Vec<(u32, u32)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(exe) = fs::read_link(entry.path().join("exe")) else {
+            continue;
+        };
+        if exe.file_name().and_then(|n| n.to_str()) != Some(name) {
+            continue;
+        }
+        if let Some(uid) =
+            status_field(pid, "Uid:").and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        {
+            found.push((pid, uid.parse().unwrap()));
+        }
+    }
+    found
+}
+
+fn status_field(pid: u32, field: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_owned()))
+}
+
+fn worker_of(user: &str) -> Option<u32> {
+    let uid = uid_of(user);
+    processes("srpc-worker")
+        .into_iter()
+        .find(|(_, u)| *u == uid)
+        .map(|(pid, _)| pid)
+}
+
+fn server_code(e: &Error) -> Option<ErrorCode> {
+    e.code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attach_walk_stat_and_the_kernel_decides() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let bob = fx.user(PASSWORD);
+    let service = fx.unix_service();
+    let d = start(&mut fx, &service, &bob, 300);
+    let client = d.dial().await;
+
+    // Two users multiplexed on one connection.
+    let a = client
+        .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    let b = client
+        .auth(&bob, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+
+    let echo = a.walk("/pub/echo").await.unwrap();
+    assert_eq!(echo.qid().kind, QidType::Endpoint);
+    let st = echo.stat().await.unwrap();
+    assert_eq!(
+        (st.name.as_str(), st.mode, st.owner.as_str()),
+        ("echo", 0o755, "root")
+    );
+    let root = a.root().stat().await.unwrap();
+    assert_eq!(root.qid.kind, QidType::Dir);
+
+    // /private is 0700 bob's: the kernel lets bob in and keeps alice out
+    // (she may see the directory itself, as `ls -ld` would).
+    let e = a.walk("/private/secret").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::PermissionDenied), "{e}");
+    assert_eq!(
+        a.walk("/private").await.unwrap().stat().await.unwrap().uid,
+        uid_of(&bob)
+    );
+    let p = b.walk("/private/secret").await.unwrap();
+    assert_eq!(p.stat().await.unwrap().name, "secret");
+    let e = a.walk("/nothing").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::NoSuchNode), "{e}");
+
+    // Each worker runs as its user, with that user's groups; the front is not root.
+    for user in [&alice, &bob] {
+        let pid = worker_of(user).unwrap_or_else(|| panic!("no worker for {user}"));
+        let account = nix::unistd::User::from_name(user).unwrap().unwrap();
+        let uid = account.uid.as_raw();
+        let gid = account.gid.as_raw();
+        assert_eq!(
+            status_field(pid, "Uid:").unwrap(),
+            format!("{uid}\t{uid}\t{uid}\t{uid}")
+        );
+        assert_eq!(
+            status_field(pid, "Gid:").unwrap(),
+            format!("{gid}\t{gid}\t{gid}\t{gid}")
+        );
+        let mut groups: Vec<u32> = status_field(pid, "Groups:")
+            .unwrap()
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        groups.sort_unstable();
+        let users_gid = nix::unistd::Group::from_name("users")
+            .unwrap()
+            .unwrap()
+            .gid
+            .as_raw();
+        let mut expected = vec![gid, users_gid];
+        expected.sort_unstable();
+        assert_eq!(groups, expected, "worker groups of {user}");
+        assert_eq!(status_field(pid, "NoNewPrivs:").unwrap(), "1");
+    }
+    let fronts = processes("srpc-front");
+    assert!(!fronts.is_empty());
+    assert!(
+        fronts.iter().all(|(_, uid)| *uid != 0),
+        "front runs as root: {fronts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let expired_account = fx.user(PASSWORD);
+    let expired_password = fx.user(PASSWORD);
+    pam_fixture::chage(&expired_account, &["-E", "0"]);
+    pam_fixture::chage(&expired_password, &["-d", "0"]);
+    let service = fx.unix_service();
+    let d = start(&mut fx, &service, &alice, 300);
+    let client = d.dial().await;
+
+    let started = Instant::now();
+    let wrong = client
+        .auth(&alice, "/", &mut PasswordConversation::new("not it"))
+        .await
+        .unwrap_err();
+    let wrong_took = started.elapsed();
+    let started = Instant::now();
+    let unknown = client
+        .auth(
+            "srpctnosuchuser",
+            "/",
+            &mut PasswordConversation::new("not it"),
+        )
+        .await
+        .unwrap_err();
+    let unknown_took = started.elapsed();
+    assert_eq!(server_code(&wrong), Some(ErrorCode::AuthFailed));
+    assert_eq!(wrong.to_string(), unknown.to_string());
+    assert!(wrong_took >= FAILURE_DELAY && unknown_took >= FAILURE_DELAY);
+    let gap = wrong_took.abs_diff(unknown_took);
+    assert!(
+        gap < Duration::from_millis(150),
+        "timing differs by {gap:?}"
+    );
+
+    let e = client
+        .auth(
+            &expired_account,
+            "/",
+            &mut PasswordConversation::new(PASSWORD),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::AccountUnavailable), "{e}");
+    let e = client
+        .auth(
+            &expired_password,
+            "/",
+            &mut PasswordConversation::new(PASSWORD),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::PasswordExpired), "{e}");
+    assert!(e.to_string().contains("password expired"), "{e}");
+
+    // The connection still serves a good login afterwards.
+    client
+        .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    assert!(
+        !d.log_text().contains(PASSWORD),
+        "a password reached the log"
+    );
+}
+
+/// Answers pam_unix's password prompt, then the second factor's.
+struct TwoFactor {
+    rounds: usize,
+}
+
+impl Conversation for TwoFactor {
+    async fn respond(
+        &mut self,
+        prompts: &[Prompt],
+    ) -> Result<Vec<Zeroizing<String>>, ConversationError> {
+        self.rounds += 1;
+        let round = self.rounds;
+        Ok(prompts
+            .iter()
+            .map(|p| match (p.style, round) {
+                (PromptStyle::EchoOff, 1) => Zeroizing::new(PASSWORD.to_owned()),
+                (PromptStyle::EchoOff, _) => Zeroizing::new("123456".to_owned()),
+                _ => Zeroizing::new(String::new()),
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_prompt_stack_takes_two_rounds() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let db = fx.userdb(&[(&alice, "123456")]);
+    let service = fx.service(&format!(
+        "auth     required pam_unix.so nodelay\n\
+         auth     required pam_userdb.so db={}\n\
+         account  required pam_unix.so\n\
+         session  required pam_unix.so\n",
+        db.display()
+    ));
+    let d = start(&mut fx, &service, &alice, 300);
+    let client = d.dial().await;
+    let mut conv = TwoFactor { rounds: 0 };
+    let s = client.auth(&alice, "/", &mut conv).await.unwrap();
+    assert_eq!(conv.rounds, 2);
+    s.walk("/pub").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_reaped_when_idle_and_restarted_after_a_crash() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let service = fx.unix_service();
+    let d = start(&mut fx, &service, &alice, 1);
+    let client = d.dial().await;
+    let s = client
+        .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    let echo = s.walk("/pub/echo").await.unwrap();
+    let pid = worker_of(&alice).unwrap();
+
+    // Stop the worker so a call is surely in flight, then kill it: the call
+    // fails with an error, and the next call works on a fresh worker.
+    let nix_pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(nix_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let pending = {
+        let echo = &echo;
+        async move { echo.stat().await }
+    };
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nix::sys::signal::kill(nix_pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    };
+    let (result, ()) = tokio::join!(pending, killer);
+    let e = result.unwrap_err();
+    assert_eq!(server_code(&e), Some(ErrorCode::Unavailable), "{e}");
+    let st = echo.stat().await.unwrap();
+    assert_eq!(st.name, "echo");
+    let second = worker_of(&alice).unwrap();
+    assert_ne!(second, pid);
+
+    // Idle reap: once the session is gone the worker exits after the timeout.
+    drop(echo);
+    s.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker_of(&alice).is_some() {
+        assert!(Instant::now() < deadline, "idle worker was not reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
