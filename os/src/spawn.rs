@@ -179,8 +179,9 @@ impl ListenFdCommand {
             .env("LISTEN_FDS", "1")
             .env("LISTEN_FDNAMES", &self.name);
         // SAFETY: the hook runs in the forked child, where only async-signal-safe
-        // operations are allowed. `ExecImage::exec` calls only setgroups, setgid,
-        // setuid, dup2, fcntl, getpid and execve; it does not allocate, lock or
+        // operations are allowed. `ExecImage::exec` calls only setgroups,
+        // setresgid, setresuid, getres[ug]id, prctl, dup2, fcntl, close_range,
+        // getpid and execve; it does not allocate, lock or
         // panic (no indexing, only iterators over memory prepared before the fork),
         // and touches only memory the closure owns.
         unsafe {
@@ -219,19 +220,40 @@ struct ExecImage {
 impl ExecImage {
     /// Runs in the forked child; returns only if something failed.
     fn exec(&mut self) -> io::Error {
+        // The one place a spawned process's identity is applied: groups, gid,
+        // uid, each checked after the change (SELinux's exec context joins here).
         if let Some(c) = &self.credentials {
             // SAFETY: `groups` is a live slice of c.groups.len() gids.
             if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } != 0 {
                 return io::Error::last_os_error();
             }
-            // SAFETY: setgid takes a plain integer.
-            if unsafe { libc::setgid(c.gid) } != 0 {
+            // SAFETY: setresgid takes plain integers.
+            if unsafe { libc::setresgid(c.gid, c.gid, c.gid) } != 0 {
                 return io::Error::last_os_error();
             }
-            // SAFETY: setuid takes a plain integer.
-            if unsafe { libc::setuid(c.uid) } != 0 {
+            // SAFETY: setresuid takes plain integers.
+            if unsafe { libc::setresuid(c.uid, c.uid, c.uid) } != 0 {
                 return io::Error::last_os_error();
             }
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            // SAFETY: the three pointers are to live locals.
+            let uids_ok = unsafe { libc::getresuid(&mut r, &mut e, &mut s) } == 0
+                && r == c.uid
+                && e == c.uid
+                && s == c.uid;
+            // SAFETY: the three pointers are to live locals.
+            let gids_ok = unsafe { libc::getresgid(&mut r, &mut e, &mut s) } == 0
+                && r == c.gid
+                && e == c.gid
+                && s == c.gid;
+            if !uids_ok || !gids_ok {
+                return io::Error::from_raw_os_error(libc::EPERM);
+            }
+        }
+        // No exec after this may gain privileges (setuid bits, file caps).
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return io::Error::last_os_error();
         }
         let fd = self.listener.as_raw_fd();
         // SAFETY: dup2 onto fd 3 in the child: fd 3 is not owned by anything that
@@ -241,6 +263,21 @@ impl ExecImage {
         }
         // SAFETY: clears close-on-exec on fd 3 (set when the listener itself is 3).
         if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_SETFD, 0) } < 0 {
+            return io::Error::last_os_error();
+        }
+        // Every other fd closes at exec, whoever opened it without O_CLOEXEC (a
+        // PAM module, say). Marking rather than closing keeps std's exec-error
+        // pipe open until the exec itself.
+        // SAFETY: close_range with integer arguments only; it changes fd flags.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                LISTEN_FDS_START + 1,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        } != 0
+        {
             return io::Error::last_os_error();
         }
         // SAFETY: getpid has no preconditions.
@@ -344,6 +381,39 @@ mod tests {
         assert_eq!(&lines[2..5], ["65534", "65534", "65534"]);
         // EXTRA, PATH, the three LISTEN_* and the shell's own PWD: nothing inherited.
         assert_eq!(lines[5], "6");
+    }
+
+    #[test]
+    fn the_child_cannot_gain_privileges_or_inherit_stray_fds() {
+        let (listener, path) = listener("hardening");
+        // An fd opened without O_CLOEXEC, as a careless library might.
+        // SAFETY: a plain open of a NUL-terminated literal path.
+        let stray = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        assert!(stray > 3);
+        let script = format!(
+            "grep NoNewPrivs /proc/$$/status; test -e /proc/$$/fd/{stray} && echo leaked; \
+             cat /proc/$$/status | grep -E '^(Uid|Gid):'"
+        );
+        let mut spawn = ListenFdCommand::new("/bin/sh", listener.into(), "/x");
+        spawn.arg("-c").arg(script).credentials(Credentials {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![],
+        });
+        let mut command = spawn.into_command().unwrap();
+        let out = command
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        drop(command);
+        // SAFETY: closes the fd this test opened.
+        unsafe { libc::close(stray) };
+        std::fs::remove_file(path).unwrap();
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(!out.contains("leaked"), "{out}");
+        assert!(out.contains("Uid:\t65534\t65534\t65534\t65534"), "{out}");
+        assert!(out.contains("Gid:\t65534\t65534\t65534\t65534"), "{out}");
     }
 
     #[test]

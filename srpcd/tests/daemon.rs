@@ -2,6 +2,8 @@
 //! binaries, real PAM users, real TLS, the srpc client library. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// Shared with the PAM tests; not every helper is used here.
+#[allow(dead_code)]
 #[path = "support/pam_fixture.rs"]
 mod pam_fixture;
 
@@ -215,41 +217,52 @@ async fn login_attach_walk_stat_and_the_kernel_decides() {
     let alice = fx.user(PASSWORD);
     let bob = fx.user(PASSWORD);
     let service = fx.unix_service();
-    let d = start(&mut fx, &service, &bob, 300);
-    let client = d.dial().await;
+    let daemon = start(&mut fx, &service, &bob, 300);
+    let client = daemon.dial().await;
 
     // Two users multiplexed on one connection.
-    let a = client
+    let alice_s = client
         .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
-    let b = client
+        .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log_text()));
+    let bob_s = client
         .auth(&bob, "/", &mut PasswordConversation::new(PASSWORD))
         .await
         .unwrap();
 
-    let echo = a.walk("/pub/echo").await.unwrap();
+    let echo = alice_s.walk("/pub/echo").await.unwrap();
     assert_eq!(echo.qid().kind, QidType::Endpoint);
     let st = echo.stat().await.unwrap();
     assert_eq!(
         (st.name.as_str(), st.mode, st.owner.as_str()),
         ("echo", 0o755, "root")
     );
-    let root = a.root().stat().await.unwrap();
+    let root = alice_s.root().stat().await.unwrap();
     assert_eq!(root.qid.kind, QidType::Dir);
 
     // /private is 0700 bob's: the kernel lets bob in and keeps alice out
     // (she may see the directory itself, as `ls -ld` would).
-    let e = a.walk("/private/secret").await.unwrap_err();
-    assert_eq!(server_code(&e), Some(ErrorCode::PermissionDenied), "{e}");
+    let err = alice_s.walk("/private/secret").await.unwrap_err();
     assert_eq!(
-        a.walk("/private").await.unwrap().stat().await.unwrap().uid,
+        server_code(&err),
+        Some(ErrorCode::PermissionDenied),
+        "{err}"
+    );
+    assert_eq!(
+        alice_s
+            .walk("/private")
+            .await
+            .unwrap()
+            .stat()
+            .await
+            .unwrap()
+            .uid,
         uid_of(&bob)
     );
-    let p = b.walk("/private/secret").await.unwrap();
-    assert_eq!(p.stat().await.unwrap().name, "secret");
-    let e = a.walk("/nothing").await.unwrap_err();
-    assert_eq!(server_code(&e), Some(ErrorCode::NoSuchNode), "{e}");
+    let secret = bob_s.walk("/private/secret").await.unwrap();
+    assert_eq!(secret.stat().await.unwrap().name, "secret");
+    let err = alice_s.walk("/nothing").await.unwrap_err();
+    assert_eq!(server_code(&err), Some(ErrorCode::NoSuchNode), "{err}");
 
     // Each worker runs as its user, with that user's groups; the front is not root.
     for user in [&alice, &bob] {

@@ -4,18 +4,21 @@
 
 use std::process::ExitCode;
 
+fn usage() -> ExitCode {
+    eprintln!("srpc-front: started by srpcd only (usage: srpc-front --monitor-socket PATH)");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     srpcd::logging::init("srpc-front");
     let mut args = std::env::args_os().skip(1);
-    let socket = match (args.next().as_deref().and_then(|a| a.to_str()), args.next()) {
-        (Some("--monitor-socket"), Some(path)) => std::path::PathBuf::from(path),
-        _ => {
-            eprintln!(
-                "srpc-front: started by srpcd only (usage: srpc-front --monitor-socket PATH)"
-            );
-            return ExitCode::from(2);
-        }
+    let (Some(flag), Some(path)) = (args.next(), args.next()) else {
+        return usage();
     };
+    if flag != "--monitor-socket" {
+        return usage();
+    }
+    let socket = std::path::PathBuf::from(path);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use srpc_proto::{AuthAnswers, AuthStep};
+use srpc_proto::{AuthAnswers, AuthStep, ErrorCode};
 use tokio::sync::mpsc;
 
 use crate::ipc::{Channel, ToFront};
@@ -61,14 +61,27 @@ impl Driver {
                     if self.chan.send(&msg, &step, None).await.is_err() {
                         return;
                     }
-                    let Some(answers) = self.answers.recv().await else {
+                    // While answers are due, `next` can only end the conversation
+                    // (PAM's own timeout); it is cancel-safe, so wait on both.
+                    let answers = tokio::select! {
+                        answers = self.answers.recv() => answers,
+                        step = self.tx.next() => {
+                            if let Step::Failed(failure) = step {
+                                self.fail(failure).await;
+                            }
+                            return;
+                        }
+                    };
+                    let Some(answers) = answers else {
                         // The monitor dropped us: aborted. Dropping the
                         // transaction ends PAM's conversation.
                         return;
                     };
                     if let Err(e) = self.tx.answer(answers) {
+                        // Not a wrong password (nothing was checked): a client
+                        // that broke the protocol. Not counted as a failure.
                         tracing::info!(auth = self.auth, "bad answers: {e}");
-                        self.fail(Failure::AuthFailed).await;
+                        self.refuse(ErrorCode::Protocol, &e.to_string()).await;
                         return;
                     }
                 }
@@ -89,18 +102,22 @@ impl Driver {
         }
     }
 
+    async fn refuse(&self, code: ErrorCode, message: &str) {
+        let msg = ToFront::Failed {
+            auth: self.auth,
+            code: code.number(),
+            message: message.to_owned(),
+        };
+        let _ = self.chan.send(&msg, &[], None).await;
+        let _ = self.outcomes.send(Outcome::Ended { auth: self.auth });
+    }
+
     async fn fail(&self, failure: Failure) {
         if matches!(failure, Failure::AuthFailed) {
             lock(&self.lockout).record_failure(&self.user, self.rhost);
         }
         tracing::info!(auth = self.auth, user = %self.user, rhost = %self.rhost, "authentication failed: {failure}");
-        let msg = ToFront::Failed {
-            auth: self.auth,
-            code: failure.code().number(),
-            message: failure.message().into(),
-        };
-        let _ = self.chan.send(&msg, &[], None).await;
-        let _ = self.outcomes.send(Outcome::Ended { auth: self.auth });
+        self.refuse(failure.code(), failure.message()).await;
     }
 }
 

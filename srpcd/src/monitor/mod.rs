@@ -313,7 +313,8 @@ impl Monitor {
                 .fail(auth, ErrorCode::Internal, "bad client address")
                 .await;
         };
-        if let Err(locked) = lock(&self.lockout).check(&user, rhost) {
+        let checked = lock(&self.lockout).check(&user, rhost);
+        if let Err(locked) = checked {
             tracing::warn!(user, %rhost, "{locked}");
             return self.fail(auth, locked.code(), locked.message()).await;
         }
