@@ -279,22 +279,19 @@ mod tests {
     async fn unknown_ops_and_fields_are_refused() {
         let (a, b) = UnixSeqpacket::pair().unwrap();
         let b = Channel::new(b);
-        let raw = br#"{"op":"become_root","auth":1}"#;
-        let mut m = (u32::try_from(raw.len()).unwrap()).to_be_bytes().to_vec();
-        m.extend_from_slice(raw);
-        a.send(&m).await.unwrap();
-        assert!(matches!(
-            b.recv::<ToMonitor>().await,
-            Err(IpcError::Malformed(_))
-        ));
-        let raw = br#"{"op":"attach","auth":1,"uid":0}"#;
-        let mut m = (u32::try_from(raw.len()).unwrap()).to_be_bytes().to_vec();
-        m.extend_from_slice(raw);
-        a.send(&m).await.unwrap();
-        assert!(matches!(
-            b.recv::<ToMonitor>().await,
-            Err(IpcError::Malformed(_))
-        ));
+        let raws: [&[u8]; 2] = [
+            br#"{"op":"become_root","auth":1}"#,
+            br#"{"op":"attach","auth":1,"uid":0}"#,
+        ];
+        for raw in raws {
+            let mut m = (u32::try_from(raw.len()).unwrap()).to_be_bytes().to_vec();
+            m.extend_from_slice(raw);
+            a.send(&m).await.unwrap();
+            assert!(matches!(
+                b.recv::<ToMonitor>().await,
+                Err(IpcError::Malformed(_))
+            ));
+        }
     }
 
     #[tokio::test]

@@ -225,13 +225,22 @@ impl Transaction {
         if !matches!(self.state, State::Authenticated(_)) {
             return Err(PamError::NotAuthenticated);
         }
-        self.commands
-            .send(Command::Finish)
-            .map_err(|_| PamError::Finished)?;
-        match self.events.recv().await {
-            Some(Event::Ended(result)) => result,
-            _ => Err(PamError::Finished),
-        }
+        end(&self.commands, &mut self.events).await
+    }
+}
+
+/// Tells the PAM thread to finish (end the transaction, closing any session)
+/// and waits until it has.
+async fn end(
+    commands: &std_mpsc::Sender<Command>,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> Result<(), PamError> {
+    commands
+        .send(Command::Finish)
+        .map_err(|_| PamError::Finished)?;
+    match events.recv().await {
+        Some(Event::Ended(result)) => result,
+        _ => Err(PamError::Finished),
     }
 }
 
@@ -261,13 +270,7 @@ impl Session {
 
     /// Closes the session and waits until PAM is done with it.
     pub async fn close(mut self) -> Result<(), PamError> {
-        self.commands
-            .send(Command::Finish)
-            .map_err(|_| PamError::Finished)?;
-        match self.events.recv().await {
-            Some(Event::Ended(result)) => result,
-            _ => Err(PamError::Finished),
-        }
+        end(&self.commands, &mut self.events).await
     }
 }
 
