@@ -120,7 +120,7 @@ fn write_control(msg: &Message, out: &mut Vec<u8>) {
     w.end();
 }
 
-fn write_stat(out: &mut Vec<u8>, s: &Stat) {
+pub(crate) fn write_stat(out: &mut Vec<u8>, s: &Stat) {
     let mut w = ObjWriter::begin(out);
     w.with("qid", |o| write_qid(o, &s.qid))
         .str("name", &s.name)
@@ -311,7 +311,7 @@ fn read_qid(mut f: Fields) -> Result<Qid, DecodeError> {
     Ok(qid)
 }
 
-fn read_stat(mut f: Fields) -> Result<Stat, DecodeError> {
+pub(crate) fn read_stat(mut f: Fields) -> Result<Stat, DecodeError> {
     let stat = Stat {
         qid: read_qid(f.object("qid")?)?,
         name: f.string("name")?,

@@ -17,6 +17,7 @@ mod error;
 mod header;
 mod json;
 mod limits;
+mod listing;
 mod message;
 mod name;
 
@@ -25,5 +26,6 @@ pub use codec::{decode, decode_bytes, encode, encode_into};
 pub use error::{DecodeError, ErrorCode, FieldError, NameError};
 pub use header::{check, Check, Header, HEADER_LEN};
 pub use limits::{Limits, HARD_LIMITS, PROTOCOL_VERSION};
+pub use listing::{decode_listing, encode_listing};
 pub use message::{Frame, Kind, Message, NodeKind, Qid, QidType, Stat};
 pub use name::{validate_name, validate_path};
