@@ -5,10 +5,12 @@
 //! - [`listen_fds`]: take the sockets a process was started with (systemd style);
 //!   [`ListenFdCommand`]: start a program that way.
 //! - [`send_fd`] / [`recv_fd`]: pass a connection and a few bytes over a Unix socket.
+//! - [`dup_fd`]: a copy of an fd the process was given by number.
 //! - [`peer_credentials`], [`peer_security_context`]: who is at the other end of a
 //!   Unix socket, as the kernel says; [`user_name`]: the name of a uid.
 
 mod error;
+mod fd;
 mod listen;
 mod scm;
 mod socket;
@@ -16,6 +18,7 @@ mod spawn;
 mod users;
 
 pub use error::Error;
+pub use fd::dup_fd;
 pub use listen::listen_fds;
 pub use scm::{recv_fd, send_fd};
 pub use socket::{is_unix_stream_listener, peer_credentials, peer_security_context, PeerCred};

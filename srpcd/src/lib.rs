@@ -7,6 +7,7 @@
 pub mod config;
 pub mod front;
 pub mod ipc;
+pub mod link;
 pub mod lockout;
 pub mod logging;
 pub mod monitor;

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use srpc_proto::{ErrorCode, NameError};
+use srpc_proto::{ErrorCode, NameError, QidType};
 
 use super::auth::ConversationError;
 use super::trust::{Fingerprint, FingerprintError};
@@ -132,6 +132,12 @@ pub enum Error {
         /// The first name that could not be walked.
         stopped_at: String,
     },
+    /// [`super::Fid::list`] on a fid that is not a directory; nothing was sent.
+    #[error("only a directory can be listed, not {}", a_node_of(*.kind))]
+    NotDirectory {
+        /// What the fid is.
+        kind: QidType,
+    },
     /// The authentication conversation gave up or answered wrongly.
     #[error("authentication conversation failed: {0}")]
     Conversation(#[from] ConversationError),
@@ -141,6 +147,14 @@ pub enum Error {
     /// A certificate could not be parsed.
     #[error("cannot parse certificate: {0}")]
     Certificate(String),
+}
+
+fn a_node_of(kind: QidType) -> &'static str {
+    match kind {
+        QidType::Dir => "a directory",
+        QidType::Endpoint => "an endpoint",
+        QidType::Auth => "an auth fid",
+    }
 }
 
 fn errno_suffix(errno: Option<i32>) -> String {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use srpc_proto::{validate_name, Kind, Message, Qid, Stat};
+use srpc_proto::{decode_listing, validate_name, Kind, Message, Qid, QidType, Stat};
 
 use super::call::{unexpected, Conn, FidSlot};
 use super::error::Error;
@@ -191,6 +191,38 @@ impl Fid {
             Message::Rstat { stat } => Ok(stat),
             other => Err(unexpected(other, Kind::Tstat)),
         }
+    }
+
+    /// Lists the directory: the stat of each entry the user may see, sorted by
+    /// name. Entries the user cannot stat are left out by the server.
+    ///
+    /// Fails with [`Error::NotDirectory`] without sending anything when this fid
+    /// is not a directory (on an endpoint, the empty append that asks for a
+    /// listing would be a call), and with [`Error::Server`] when the kernel
+    /// refuses the user read access to the directory (`permission_denied`) or the
+    /// listing would not fit in `max_message` (`limit_exceeded`).
+    ///
+    /// ```no_run
+    /// # async fn demo(session: &srpc::client::Session) -> Result<(), srpc::client::Error> {
+    /// use srpc::proto::QidType;
+    ///
+    /// let services = session.walk("/services").await?;
+    /// for entry in services.list().await? {
+    ///     let kind = if entry.qid.kind == QidType::Dir { "dir" } else { "endpoint" };
+    ///     println!("{kind} {} {:o} {}", entry.name, entry.mode, entry.owner);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self) -> Result<Vec<Stat>, Error> {
+        if self.qid.kind != QidType::Dir {
+            return Err(Error::NotDirectory {
+                kind: self.qid.kind,
+            });
+        }
+        let data = self.append(Bytes::new()).await?;
+        decode_listing(&data).map_err(|e| {
+            Error::Protocol(format!("the server sent a malformed directory listing: {e}"))
+        })
     }
 
     /// Calls the endpoint: sends `data` and returns the handler's reply bytes.

@@ -466,9 +466,7 @@ impl Conn {
             Ok(node) => node,
             Err(e) => return e,
         };
-        if node.kind != QidType::Endpoint {
-            return Message::error(ErrorCode::NotEndpoint, format!("fid {fid} is a directory"));
-        }
+        // Directories too: an empty append lists one (the worker decides).
         self.forward(&node, move |wfid| Message::Tappend { fid: wfid, data })
             .await
     }

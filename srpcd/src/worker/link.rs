@@ -1,50 +1,151 @@
 //! The worker's end of its link to the front: srpc frames over a Unix stream,
-//! with fids and sequence numbers already rewritten by the front.
+//! with fids and sequence numbers already rewritten by the front. Attach,
+//! walk, stat and clunk are single system calls answered in order; calls to
+//! endpoints run concurrently and may be flushed.
 
-use bytes::BytesMut;
-use srpc_proto::{check, decode_bytes, encode, Check, ErrorCode, Frame, Limits, Message};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use srpc_proto::{
+    check, decode_bytes, encode, encode_listing, Check, ErrorCode, Frame, Header, Limits, Message,
+    QidType,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
-use super::tree::Tree;
+use super::calls::Calls;
+use super::tree::{Refusal, Tree};
 
-/// Serves the link until the front closes it. Requests are answered in order;
-/// attach, walk, stat and clunk are single system calls on the user's behalf.
-pub async fn serve<S>(mut link: S, mut tree: Tree, limits: Limits) -> std::io::Result<()>
+type Inflight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves the link until the front closes it.
+pub async fn serve<S>(link: S, mut tree: Tree, limits: Limits, calls: Arc<Calls>) -> std::io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let (mut rd, mut wr) = tokio::io::split(link);
+    let (out, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outbox.recv().await {
+            wr.write_all(&frame).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let inflight: Inflight = Arc::default();
     let mut buf = BytesMut::with_capacity(8192);
-    loop {
+    let result = loop {
         match check(&buf, &limits) {
             Check::Complete(len) => {
                 let frame = buf.split_to(len).freeze();
-                let reply = match decode_bytes(&frame, &limits) {
-                    Ok(Frame { seq, msg }) => Frame::new(seq, handle(&mut tree, msg)),
-                    Err(e) => Frame::new(
-                        srpc_proto::Header::parse(&frame).map_or(0, |h| h.seq),
-                        Message::error(e.code(), e.to_string()),
-                    ),
-                };
-                link.write_all(&encode(&reply)).await?;
+                match decode_bytes(&frame, &limits) {
+                    Ok(Frame { seq, msg }) => {
+                        handle(&mut tree, &calls, &inflight, &out, &limits, seq, msg);
+                    }
+                    Err(e) => {
+                        let seq = Header::parse(&frame).map_or(0, |h| h.seq);
+                        let _ = out.send(encode(&Frame::new(seq, Message::error(e.code(), e.to_string()))));
+                    }
+                }
             }
             Check::Invalid(e) => {
                 // The front never sends this; the stream cannot be trusted further.
-                tracing::error!("worker link: {e}");
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+                break Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
             }
-            Check::Incomplete => {
-                if link.read_buf(&mut buf).await? == 0 {
-                    return Ok(());
-                }
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(8192);
-                }
+            Check::Incomplete => match rd.read_buf(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    for (_, task) in lock(&inflight).drain() {
+        task.abort();
+    }
+    drop(out);
+    let _ = writer.await;
+    result
+}
+
+fn handle(
+    tree: &mut Tree,
+    calls: &Arc<Calls>,
+    inflight: &Inflight,
+    out: &mpsc::UnboundedSender<Vec<u8>>,
+    limits: &Limits,
+    seq: u64,
+    msg: Message,
+) {
+    let reply = match msg {
+        Message::Tappend { fid, data } => match tree.node_fd(fid) {
+            Err(refusal) => refusal.into_message(),
+            Ok((QidType::Dir, _)) if data.is_empty() => list(tree, fid, limits),
+            Ok((QidType::Dir, _)) => Message::error(
+                ErrorCode::NotEndpoint,
+                format!("fid {fid} is a directory: an append to it must be empty (a listing)"),
+            ),
+            Ok((_, node)) => {
+                spawn_call(calls, inflight, out, seq, node, data);
+                return;
+            }
+        },
+        Message::Tflush { oldseq } => {
+            if let Some(task) = lock(inflight).remove(&oldseq) {
+                task.abort();
+            }
+            Message::Rflush
+        }
+        other => sequential(tree, other),
+    };
+    let _ = out.send(encode(&Frame::new(seq, reply)));
+}
+
+fn spawn_call(
+    calls: &Arc<Calls>,
+    inflight: &Inflight,
+    out: &mpsc::UnboundedSender<Vec<u8>>,
+    seq: u64,
+    node: std::os::fd::OwnedFd,
+    data: Bytes,
+) {
+    let (calls, task_inflight, out) = (Arc::clone(calls), Arc::clone(inflight), out.clone());
+    // Registered under the lock the task takes to finish, so it cannot finish
+    // unregistered; a flush removes it first and the reply is never sent.
+    let mut map = lock(inflight);
+    let task = tokio::spawn(async move {
+        let reply = calls.call(&node, data).await;
+        if lock(&task_inflight).remove(&seq).is_some() {
+            let _ = out.send(encode(&Frame::new(seq, reply)));
+        }
+    });
+    map.insert(seq, task.abort_handle());
+}
+
+fn list(tree: &Tree, fid: u32, limits: &Limits) -> Message {
+    match tree.list(fid) {
+        Ok(entries) => {
+            let data = encode_listing(&entries);
+            // Room for the header and the append's control part.
+            if data.len() + 64 > limits.max_message as usize {
+                return Message::error(
+                    ErrorCode::LimitExceeded,
+                    format!("the listing of {} entries is larger than a message", entries.len()),
+                );
+            }
+            Message::Rappend {
+                data: Bytes::from(data),
             }
         }
+        Err(refusal) => refusal.into_message(),
     }
 }
 
-fn handle(tree: &mut Tree, msg: Message) -> Message {
+fn sequential(tree: &mut Tree, msg: Message) -> Message {
     let result = match msg {
         Message::Tattach {
             fid, uname, aname, ..
@@ -56,13 +157,6 @@ fn handle(tree: &mut Tree, msg: Message) -> Message {
             .map(|qids| Message::Rwalk { qids }),
         Message::Tstat { fid } => tree.stat(fid).map(|stat| Message::Rstat { stat }),
         Message::Tclunk { fid } => tree.clunk(fid).map(|()| Message::Rclunk),
-        Message::Tappend { .. } => {
-            return Message::error(
-                ErrorCode::Unavailable,
-                "calls to endpoints are not served by this version of srpcd",
-            )
-        }
-        Message::Tflush { .. } => return Message::Rflush,
         other => {
             return Message::error(
                 ErrorCode::Protocol,
@@ -70,5 +164,5 @@ fn handle(tree: &mut Tree, msg: Message) -> Message {
             )
         }
     };
-    result.unwrap_or_else(super::tree::Refusal::into_message)
+    result.unwrap_or_else(Refusal::into_message)
 }

@@ -2,6 +2,7 @@
 //! from the front.
 
 pub mod link;
+pub mod calls;
 mod names;
 pub mod tree;
 
@@ -9,6 +10,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::users::Account;
+
+/// A connection to a handler unused this long is closed, so the handler can
+/// exit when idle.
+const HANDLER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The worker process: checks it runs as the user it serves, makes itself
 /// undumpable, adopts its link (fd 3) and serves it until the front closes it
@@ -48,8 +53,17 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let tree = tree::Tree::new(tree_root, user);
+        let calls = calls::Calls::new(HANDLER_IDLE);
+        let sweeper = std::sync::Arc::clone(&calls);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HANDLER_IDLE / 2);
+            loop {
+                tick.tick().await;
+                sweeper.close_idle();
+            }
+        });
         tokio::select! {
-            served = link::serve(stream, tree, srpc_proto::Limits::default()) => served?,
+            served = link::serve(stream, tree, srpc_proto::Limits::default(), calls) => served?,
             _ = sigterm.recv() => {}
         }
         Ok(())

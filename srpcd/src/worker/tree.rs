@@ -113,6 +113,21 @@ fn qid_of(fd: &OwnedFd) -> Result<(Qid, rustix::fs::Stat), Errno> {
     Ok((qid, st))
 }
 
+fn stat_of(fd: &OwnedFd, name: String) -> Result<Stat, Errno> {
+    let (qid, st) = qid_of(fd)?;
+    Ok(Stat {
+        qid,
+        name,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        owner: super::names::user_name(st.st_uid),
+        group: super::names::group_name(st.st_gid),
+        mtime: st.st_mtime,
+        label: None,
+    })
+}
+
 impl Tree {
     /// A tree rooted at `tree_root`, for the worker of `user`.
     pub fn new(tree_root: PathBuf, user: String) -> Tree {
@@ -234,22 +249,57 @@ impl Tree {
     /// Describes the node behind `fid`, as the user sees it.
     pub fn stat(&self, fid: u32) -> Result<Stat, Refusal> {
         let node = self.node(fid)?;
-        let (qid, st) = qid_of(&node.fd).map_err(|e| Refusal::from_errno(e, "stat"))?;
         let name = node
             .rel
             .file_name()
             .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
-        Ok(Stat {
-            qid,
-            name,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            owner: super::names::user_name(st.st_uid),
-            group: super::names::group_name(st.st_gid),
-            mtime: st.st_mtime,
-            label: None,
-        })
+        stat_of(&node.fd, name).map_err(|e| Refusal::from_errno(e, "stat"))
+    }
+
+    /// The kind of the node behind `fid` and a descriptor of it (for a call).
+    pub fn node_fd(&self, fid: u32) -> Result<(QidType, OwnedFd), Refusal> {
+        let node = self.node(fid)?;
+        let (qid, _) = qid_of(&node.fd).map_err(|e| Refusal::from_errno(e, "stat"))?;
+        let fd = node
+            .fd
+            .try_clone()
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?;
+        Ok((qid.kind, fd))
+    }
+
+    /// The entries of the directory behind `fid` that the user can see, by
+    /// name. Reading the directory needs the user's read permission on it.
+    pub fn list(&self, fid: u32) -> Result<Vec<Stat>, Refusal> {
+        let node = self.node(fid)?;
+        let what = node.rel.display().to_string();
+        let dir = openat2(
+            &*node.root,
+            if node.rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &node.rel
+            },
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| Refusal::from_errno(e, &what))?;
+        let entries =
+            rustix::fs::Dir::read_from(&dir).map_err(|e| Refusal::from_errno(e, &what))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Refusal::from_errno(e, &what))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let stat = open_beneath(&dir, Path::new(&name)).and_then(|fd| stat_of(&fd, name));
+            if let Ok(stat) = stat {
+                out.push(stat);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// Frees `fid`.
@@ -313,6 +363,9 @@ mod tests {
         assert_eq!(t.walk(1, 2, &[]).unwrap_err().code, ErrorCode::FidInUse);
         t.clunk(4).unwrap();
         assert_eq!(t.clunk(4).unwrap_err().code, ErrorCode::BadFid);
+        let names: Vec<String> = t.list(1).unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(t.list(2).unwrap_err().code, ErrorCode::NotDirectory);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,0 +1,206 @@
+//! A client end of an srpc frame link over a Unix stream: requests from many
+//! tasks share it, each with a link-local sequence number; replies are routed
+//! back by sequence number. The front uses it towards workers, workers towards
+//! handlers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use srpc_proto::{check, decode_bytes, encode, Check, Frame, Limits, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// The peer went away (exited, was killed, or the link broke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkDown;
+
+/// What a caller gets back.
+pub type Reply = Result<Message, LinkDown>;
+
+struct Pending {
+    reply: Option<oneshot::Sender<Reply>>,
+    /// Sent if the reply arrives after its caller gave up and the request
+    /// succeeded (a walk's new fid that nobody will clunk).
+    orphan_cleanup: Option<Message>,
+}
+
+struct Shared {
+    pending: Mutex<HashMap<u64, Pending>>,
+    down: AtomicBool,
+    next_seq: AtomicU64,
+    last_used: Mutex<Instant>,
+}
+
+impl Shared {
+    /// Registers a request and returns its sequence number.
+    fn register(&self, pending: Pending) -> Option<u64> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut map = lock(&self.pending);
+        if self.down.load(Ordering::SeqCst) {
+            return None;
+        }
+        map.insert(seq, pending);
+        Some(seq)
+    }
+}
+
+/// One link. Dropping the last handle closes the writing side, which ends the
+/// link once the peer has answered what was in flight.
+pub struct Link {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    shared: Arc<Shared>,
+}
+
+impl Link {
+    /// Starts the reader and writer tasks on `stream`; frames are bounded by
+    /// `limits.max_message`.
+    pub fn start(stream: UnixStream, limits: Limits) -> Link {
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            down: AtomicBool::new(false),
+            next_seq: AtomicU64::new(1),
+            last_used: Mutex::new(Instant::now()),
+        });
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if wr.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        // The reader holds only a weak sender, so the link closes when its
+        // last `Link` is dropped.
+        let weak = tx.downgrade();
+        let reader = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(8192);
+            loop {
+                match check(&buf, &limits) {
+                    Check::Complete(len) => {
+                        let bytes = buf.split_to(len).freeze();
+                        match decode_bytes(&bytes, &limits) {
+                            Ok(frame) => deliver(&reader, &weak, frame),
+                            Err(e) => {
+                                tracing::error!("link peer sent a malformed frame: {e}");
+                                break;
+                            }
+                        }
+                    }
+                    Check::Invalid(e) => {
+                        tracing::error!("link peer sent an invalid frame: {e}");
+                        break;
+                    }
+                    Check::Incomplete => match rd.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    },
+                }
+            }
+            reader.down.store(true, Ordering::SeqCst);
+            let pending = std::mem::take(&mut *lock(&reader.pending));
+            for (_, p) in pending {
+                if let Some(reply) = p.reply {
+                    let _ = reply.send(Err(LinkDown));
+                }
+            }
+        });
+        Link { tx, shared }
+    }
+
+    /// True once the peer has gone away.
+    pub fn is_down(&self) -> bool {
+        self.shared.down.load(Ordering::SeqCst)
+    }
+
+    /// When the link last carried a request.
+    pub fn last_used(&self) -> Instant {
+        *lock(&self.shared.last_used)
+    }
+
+    /// Sends `msg` and waits for the reply. If this future is dropped first,
+    /// the request is flushed at the peer; a reply that crosses the flush is
+    /// discarded and, if it was a success, `orphan_cleanup` undoes it.
+    pub async fn call(&self, msg: Message, orphan_cleanup: Option<Message>) -> Reply {
+        *lock(&self.shared.last_used) = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let Some(seq) = self.shared.register(Pending {
+            reply: Some(tx),
+            orphan_cleanup,
+        }) else {
+            return Err(LinkDown);
+        };
+        if self.tx.send(encode(&Frame::new(seq, msg))).is_err() {
+            lock(&self.shared.pending).remove(&seq);
+            return Err(LinkDown);
+        }
+        let mut guard = FlushOnDrop {
+            link: self,
+            seq,
+            armed: true,
+        };
+        let reply = rx.await.unwrap_or(Err(LinkDown));
+        guard.armed = false;
+        reply
+    }
+
+    /// Sends `msg` without waiting for its reply.
+    pub fn send_and_forget(&self, msg: Message) {
+        forget(&self.shared, &self.tx, msg);
+    }
+}
+
+/// Flushes a request whose caller stopped waiting.
+struct FlushOnDrop<'a> {
+    link: &'a Link,
+    seq: u64,
+    armed: bool,
+}
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.link
+                .send_and_forget(Message::Tflush { oldseq: self.seq });
+        }
+    }
+}
+
+fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Vec<u8>>, frame: Frame) {
+    let Some(p) = lock(&shared.pending).remove(&frame.seq) else {
+        tracing::warn!(seq = frame.seq, "link peer answered a request it was not sent");
+        return;
+    };
+    let ok = !matches!(frame.msg, Message::Rerror { .. } | Message::Rflush);
+    let orphan = match p.reply {
+        Some(reply) => reply.send(Ok(frame.msg)).is_err(),
+        None => false,
+    };
+    if orphan && ok {
+        if let (Some(cleanup), Some(tx)) = (p.orphan_cleanup, tx.upgrade()) {
+            forget(shared, &tx, cleanup);
+        }
+    }
+}
+
+fn forget(shared: &Shared, tx: &mpsc::UnboundedSender<Vec<u8>>, msg: Message) {
+    let none = Pending {
+        reply: None,
+        orphan_cleanup: None,
+    };
+    if let Some(seq) = shared.register(none) {
+        let _ = tx.send(encode(&Frame::new(seq, msg)));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere; with panic=abort that cannot
+    // happen in the daemon, and in tests the data is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
