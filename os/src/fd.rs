@@ -79,7 +79,9 @@ mod tests {
         // A number no process has open (over any fd limit), so no other test
         // thread can open it meanwhile.
         let err = dup_fd(RawFd::MAX).unwrap_err();
-        assert!(err.to_string().contains(&format!("fd {} is not open", RawFd::MAX)));
+        assert!(err
+            .to_string()
+            .contains(&format!("fd {} is not open", RawFd::MAX)));
         assert_eq!(dup_fd(-1).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -11,6 +11,8 @@
 //! ```text
 //! echo --socket /tmp/echo.sock
 //! ```
+//!
+//! It logs to stderr (`RUST_LOG` sets the level; `info` by default).
 
 use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log_to_stderr();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -51,4 +54,14 @@ fn listener_from_args() -> Result<Listener, Box<dyn std::error::Error>> {
         }
         _ => Err("usage: echo [--socket PATH]".into()),
     }
+}
+
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -2,7 +2,7 @@
 //! reports it on the call connection, and who the handler itself runs as — so a
 //! demo can show that a per-user handler really runs as its caller.
 //!
-//! The reply is one JSON object:
+//! The reply is one JSON object (on one line; spread out here):
 //!
 //! ```text
 //! {"endpoint":"/whoami",
@@ -10,15 +10,31 @@
 //!  "handler":{"pid":4250,"uid":1000,"gid":1000}}
 //! ```
 //!
-//! Run it as srpcd does (socket on fd 3 via `LISTEN_FDS`) with no arguments, or by
-//! hand with `whoami --socket /tmp/whoami.sock`.
+//! Its fields are stable; demos and tests read them:
+//!
+//! - `endpoint` (string): the endpoint path srpcd gave the handler
+//!   (`LISTEN_FDNAMES`; `"/whoami"` with `--socket`).
+//! - `caller`: the process at the other end of the call connection — srpcd's
+//!   worker for the calling user — from `SO_PEERCRED`/`SO_PEERSEC`, never from the
+//!   request: `uid`, `gid` (numbers, its effective ids), `user` (the name of `uid`,
+//!   or `null` if the user database has none), `pid` (number; 0 if in a pid
+//!   namespace the handler cannot see), `context` (its SELinux context, or `null`
+//!   without SELinux).
+//! - `handler`: this handler process: `pid`, and its effective `uid` and `gid`
+//!   (numbers). For a per-user handler srpcd started, `handler.uid` is the
+//!   calling user's uid.
+//!
+//! Run it as srpcd does (socket on fd 3 via `LISTEN_FDS`, exiting when idle for
+//! `SRPC_IDLE_TIMEOUT_SECS`) with no arguments, or by hand with
+//! `whoami --socket /tmp/whoami.sock`. It logs to stderr (`RUST_LOG` sets the level;
+//! `info` by default).
 
 use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
 
 use srpc::handler::{serve, Bytes, Call, CallError, Listener};
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // The listener comes first: taking LISTEN_FDS must happen before any thread.
     let listener = match listener_from_args() {
         Ok(listener) => listener,
@@ -27,6 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log_to_stderr();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -72,4 +89,14 @@ fn listener_from_args() -> Result<Listener, Box<dyn std::error::Error>> {
         }
         _ => Err("usage: whoami [--socket PATH]".into()),
     }
+}
+
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

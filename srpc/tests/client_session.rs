@@ -6,7 +6,7 @@ mod test_server;
 
 use srpc::client::{Error, PasswordConversation};
 use srpc::proto::{ErrorCode, Message, NameError, PromptStyle, QidType};
-use test_server::{login, Knobs, TestServer};
+use test_server::{login, Knobs, TestServer, LEAF_LABEL};
 
 #[tokio::test]
 async fn a_two_round_conversation_authenticates_and_keeps_messages() {
@@ -124,6 +124,107 @@ async fn walk_and_stat_describe_the_tree() {
     let clone = sub.walk("").await.unwrap();
     assert_eq!(clone.qid(), sub.qid());
     assert_ne!(clone.id(), sub.id());
+}
+
+#[tokio::test]
+async fn list_returns_the_stats_of_a_directory_sorted_by_name() {
+    let server = TestServer::start(Knobs::default()).await;
+    let client = server.dial().await;
+    let session = login(&client, "alice").await;
+
+    let entries = session.root().list().await.unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "close",
+            "collect",
+            "echo",
+            "fail",
+            "garbage",
+            "gate",
+            "hold",
+            "huge",
+            "locked",
+            "sub",
+            "wrongtype"
+        ]
+    );
+    // Each entry is what a stat of the walked node says.
+    for entry in &entries {
+        let node = session.root().walk(&entry.name).await.unwrap();
+        assert_eq!(node.stat().await.unwrap(), *entry);
+    }
+    // The request was an append with no data on the directory's fid.
+    server
+        .wait_for("the listing request", |f| {
+            matches!(&f.msg, Message::Tappend { fid, data }
+                if *fid == session.root().id() && data.is_empty())
+        })
+        .await;
+
+    let sub = session.walk("sub").await.unwrap().list().await.unwrap();
+    assert_eq!(sub.len(), 1);
+    assert_eq!(sub[0].name, "leaf");
+    assert_eq!(sub[0].qid.kind, QidType::Endpoint);
+    assert_eq!(sub[0].label.as_deref(), Some(LEAF_LABEL));
+}
+
+#[tokio::test]
+async fn list_refuses_non_directories_without_sending_and_keeps_server_errors() {
+    let server = TestServer::start(Knobs::default()).await;
+    let client = server.dial().await;
+    let session = login(&client, "alice").await;
+
+    let echo = session.walk("echo").await.unwrap();
+    let sent = server.mark();
+    let err = echo.list().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotDirectory {
+                kind: QidType::Endpoint
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "only a directory can be listed, not an endpoint"
+    );
+    // Nothing went out: an empty append to an endpoint would have been a call.
+    echo.stat().await.unwrap();
+    assert!(matches!(server.received()[sent].msg, Message::Tstat { .. }));
+
+    let locked = session.walk("locked").await.unwrap();
+    let err = locked.list().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Server {
+                code: ErrorCode::PermissionDenied,
+                errno: Some(13),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_listing_is_a_protocol_error() {
+    let server = TestServer::start(Knobs {
+        malformed_listings: true,
+        ..Knobs::default()
+    })
+    .await;
+    let client = server.dial().await;
+    let session = login(&client, "alice").await;
+    let err = session.root().list().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol(m) if m.contains("malformed directory listing")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -26,12 +26,15 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ToMonitor {
-    /// Start PAM for `user`, connecting from `rhost` (PAM_RHOST).
+    /// Start PAM for `user`, connecting from `rhost` (PAM_RHOST), for a
+    /// session attached at `aname`.
     AuthStart {
         /// Front-chosen id, unique among the front's live authentications.
         auth: u64,
         /// User name as the client sent it.
         user: String,
+        /// The attach path (validated by the front's decoder).
+        aname: String,
         /// Client address.
         rhost: String,
     },

@@ -174,7 +174,10 @@ impl Drop for FlushOnDrop<'_> {
 
 fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Vec<u8>>, frame: Frame) {
     let Some(p) = lock(&shared.pending).remove(&frame.seq) else {
-        tracing::warn!(seq = frame.seq, "link peer answered a request it was not sent");
+        tracing::warn!(
+            seq = frame.seq,
+            "link peer answered a request it was not sent"
+        );
         return;
     };
     let ok = !matches!(frame.msg, Message::Rerror { .. } | Message::Rflush);

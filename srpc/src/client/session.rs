@@ -221,7 +221,9 @@ impl Fid {
         }
         let data = self.append(Bytes::new()).await?;
         decode_listing(&data).map_err(|e| {
-            Error::Protocol(format!("the server sent a malformed directory listing: {e}"))
+            Error::Protocol(format!(
+                "the server sent a malformed directory listing: {e}"
+            ))
         })
     }
 

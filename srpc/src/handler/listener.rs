@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::ServeError;
 
@@ -14,12 +15,18 @@ use super::ServeError;
 /// `sd_listen_fds_with_names` reports in that case).
 const UNNAMED: &str = "unknown";
 
+/// The environment variable in which srpcd tells a per-user handler how long to
+/// stay idle before it exits: a whole number of seconds, at least 1. Read by
+/// [`Listener::from_env`].
+pub const IDLE_TIMEOUT_ENV: &str = "SRPC_IDLE_TIMEOUT_SECS";
+
 /// A source of call connections for [`serve`](super::serve) and
-/// [`serve_until`](super::serve_until).
+/// [`serve_until`](super::serve_until), and how long serving may stay idle.
 #[derive(Debug)]
 pub struct Listener {
     pub(crate) socket: UnixListener,
     pub(crate) mode: Mode,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +41,12 @@ impl Listener {
     /// The socket srpcd started this per-user handler with: `LISTEN_FDS=1`,
     /// `LISTEN_PID` equal to this process, fd 3, and the endpoint path in
     /// `LISTEN_FDNAMES` (`"unknown"` if absent).
+    ///
+    /// If [`SRPC_IDLE_TIMEOUT_SECS`](IDLE_TIMEOUT_ENV) is set, serving this listener
+    /// stops once it has been idle that long (see
+    /// [`with_idle_timeout`](Self::with_idle_timeout)): srpcd starts the handler
+    /// again on the next call. A value that is not a whole number of seconds from 1
+    /// to 4294967295 is an error ([`ServeError::BadIdleTimeout`]).
     ///
     /// Call it first thing in `main`, **before any thread starts** (before the
     /// tokio runtime is built): it takes the fd and removes the `LISTEN_*`
@@ -52,6 +65,7 @@ impl Listener {
     /// }
     /// ```
     pub fn from_env() -> Result<Listener, ServeError> {
+        let idle_timeout = idle_timeout_from(std::env::var_os(IDLE_TIMEOUT_ENV))?;
         let mut fds = srpc_os::listen_fds()?;
         if fds.len() > 1 {
             return Err(ServeError::TooManySockets(fds.len()));
@@ -61,7 +75,11 @@ impl Listener {
             return Err(ServeError::NotAListener);
         }
         let endpoint = name.unwrap_or_else(|| UNNAMED.to_owned());
-        Ok(Listener::from_std(UnixListener::from(fd), endpoint))
+        let listener = Listener::from_std(UnixListener::from(fd), endpoint);
+        Ok(match idle_timeout {
+            Some(timeout) => listener.with_idle_timeout(timeout),
+            None => listener,
+        })
     }
 
     /// A listening socket the program has itself, serving calls to `endpoint` on
@@ -81,6 +99,7 @@ impl Listener {
         Listener {
             socket,
             mode: Mode::Direct(Arc::from(endpoint.into())),
+            idle_timeout: None,
         }
     }
 
@@ -107,6 +126,7 @@ impl Listener {
         Listener {
             socket,
             mode: Mode::FdPassing,
+            idle_timeout: None,
         }
     }
 
@@ -148,5 +168,80 @@ impl Listener {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(io("restrict the service socket"))?;
         Ok(Listener::fd_passing(socket))
+    }
+
+    /// Makes [`serve`](super::serve) and [`serve_until`](super::serve_until) return
+    /// `Ok(())` once no connection has been open for `timeout`. The clock starts
+    /// when serving starts and restarts whenever a connection opens or closes; a
+    /// connection counts as open until the calls it carried are answered, so a call
+    /// in flight keeps the handler alive. In service mode srpcd's fd-passing
+    /// connections count too.
+    ///
+    /// A connection that arrives in the instant of stopping stays queued on the
+    /// socket, which the starter still holds, for the next handler it starts (as
+    /// with systemd socket activation).
+    ///
+    /// ```no_run
+    /// use std::os::unix::net::UnixListener;
+    /// use std::time::Duration;
+    /// use srpc::handler::Listener;
+    ///
+    /// let listener = Listener::from_std(UnixListener::bind("/tmp/echo.sock")?, "/echo")
+    ///     .with_idle_timeout(Duration::from_secs(30));
+    /// assert_eq!(listener.idle_timeout(), Some(Duration::from_secs(30)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_idle_timeout(self, timeout: Duration) -> Listener {
+        Listener {
+            idle_timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// How long serving this listener may stay idle before it stops (`None`:
+    /// until shut down).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}
+
+/// The idle timeout srpcd asked for, if any.
+fn idle_timeout_from(value: Option<std::ffi::OsString>) -> Result<Option<Duration>, ServeError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    // u32 keeps every deadline far from `Instant` overflow.
+    match value.to_str().map(str::parse::<u32>) {
+        Some(Ok(secs)) if secs > 0 => Ok(Some(Duration::from_secs(secs.into()))),
+        _ => Err(ServeError::BadIdleTimeout(
+            value.to_string_lossy().into_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_timeout_is_a_positive_whole_number_of_seconds() {
+        assert_eq!(idle_timeout_from(None).unwrap(), None);
+        assert_eq!(
+            idle_timeout_from(Some("1".into())).unwrap(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            idle_timeout_from(Some("4294967295".into())).unwrap(),
+            Some(Duration::from_secs(4_294_967_295))
+        );
+        for bad in ["", "0", "-1", "1.5", " 5", "5s", "4294967296", "ten"] {
+            let err = idle_timeout_from(Some(bad.into())).unwrap_err();
+            assert!(
+                matches!(&err, ServeError::BadIdleTimeout(v) if v == bad),
+                "{bad:?}"
+            );
+            assert!(err.to_string().contains(IDLE_TIMEOUT_ENV), "{err}");
+        }
     }
 }

@@ -13,7 +13,8 @@
 //! Two kinds of handler, differing only in their [`Listener`]:
 //!
 //! - a **per-user handler** is an executable srpcd starts as the calling user, with
-//!   a listening socket on fd 3 (systemd style): [`Listener::from_env`];
+//!   a listening socket on fd 3 (systemd style), and which exits once idle for
+//!   as long as srpcd says in [`IDLE_TIMEOUT_ENV`]: [`Listener::from_env`];
 //! - a **service handler** is a long-running service; srpcd connects to its socket
 //!   and passes each call connection over it: [`Listener::bind_fd_passing`].
 //!
@@ -48,7 +49,7 @@ use std::io;
 pub use bytes::Bytes;
 pub use call::{Call, CallError, Caller};
 pub use link::MAX_CALLS_IN_FLIGHT;
-pub use listener::Listener;
+pub use listener::{Listener, IDLE_TIMEOUT_ENV};
 pub use serve::{serve, serve_until};
 pub use srpc_proto::ErrorCode;
 
@@ -80,6 +81,11 @@ pub enum ServeError {
     /// The passed fd is something else than a listening Unix stream socket.
     #[error("the passed fd is not a listening Unix stream socket")]
     NotAListener,
+    /// `SRPC_IDLE_TIMEOUT_SECS` holds this value, which is not a number of seconds.
+    #[error(
+        "SRPC_IDLE_TIMEOUT_SECS is {0:?}; it must be a whole number of seconds from 1 to 4294967295"
+    )]
+    BadIdleTimeout(String),
     /// The operating system refused something (see the message for what).
     #[error(transparent)]
     Os(#[from] srpc_os::Error),

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::net::UnixStream;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 
 use super::link::serve_link;
 use super::listener::{Listener, Mode};
@@ -66,6 +68,11 @@ pub async fn serve<H: HandlerFn>(listener: Listener, handler: H) -> Result<(), S
 /// `shutdown` completes, the listener is closed and every connection and call still
 /// running is dropped (the callers see their calls fail).
 ///
+/// If the listener has an idle timeout ([`Listener::with_idle_timeout`], or
+/// `SRPC_IDLE_TIMEOUT_SECS` read by [`Listener::from_env`]), serving also stops,
+/// returning `Ok(())`, once no connection has been open (and so no call in flight)
+/// for that long.
+///
 /// Returns an error only if the listener cannot be used at all.
 ///
 /// ```
@@ -100,7 +107,11 @@ where
     H: HandlerFn,
     S: Future<Output = ()>,
 {
-    let Listener { socket, mode } = listener;
+    let Listener {
+        socket,
+        mode,
+        idle_timeout,
+    } = listener;
     socket
         .set_nonblocking(true)
         .map_err(|source| ServeError::Io {
@@ -115,20 +126,31 @@ where
     // Connections received in service mode come back here to be served, so that
     // shutdown stops them along with everything else.
     let (passed_tx, mut passed_rx) = mpsc::channel::<(UnixStream, Arc<str>)>(64);
+    // One task per open connection (and per fd-passing connection); a connection's
+    // task ends only when its calls are answered, so an empty set means idle.
     let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
+    // Polled only while the set is empty; restarted whenever it changes.
+    let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX));
+    tokio::pin!(shutdown, idle);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = &mut idle, if idle_timeout.is_some() && tasks.is_empty() => {
+                tracing::info!(timeout = ?idle_timeout, "idle: stopping");
+                break;
+            }
             accepted = socket.accept() => match accepted {
-                Ok((stream, _)) => match &mode {
-                    Mode::Direct(endpoint) => {
-                        tasks.spawn(serve_link(stream, Arc::clone(endpoint), Arc::clone(&handler)));
+                Ok((stream, _)) => {
+                    match &mode {
+                        Mode::Direct(endpoint) => {
+                            tasks.spawn(serve_link(stream, Arc::clone(endpoint), Arc::clone(&handler)));
+                        }
+                        Mode::FdPassing => {
+                            tasks.spawn(receive_connections(stream, passed_tx.clone()));
+                        }
                     }
-                    Mode::FdPassing => {
-                        tasks.spawn(receive_connections(stream, passed_tx.clone()));
-                    }
-                },
+                    restart(idle.as_mut(), idle_timeout);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -136,17 +158,27 @@ where
             },
             Some((stream, endpoint)) = passed_rx.recv() => {
                 tasks.spawn(serve_link(stream, endpoint, Arc::clone(&handler)));
+                restart(idle.as_mut(), idle_timeout);
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = done {
                     tracing::warn!(error = %e, "connection task ended abnormally");
                 }
+                restart(idle.as_mut(), idle_timeout);
             }
         }
     }
     // Dropping the set aborts every connection and, with them, their calls.
     drop(tasks);
     Ok(())
+}
+
+/// Starts the idle clock again from now.
+fn restart(mut idle: Pin<&mut Sleep>, timeout: Option<Duration>) {
+    if let Some(timeout) = timeout {
+        // `sleep` saturates a deadline beyond what `Instant` can hold.
+        idle.set(tokio::time::sleep(timeout));
+    }
 }
 
 /// Service mode: receives call connections from srpcd on `passer` and hands them

@@ -15,6 +15,10 @@
 //! | `wrongtype`  | replies `Rclunk`                                                |
 //! | `fail`       | replies `Rerror` permission_denied, errno 13                    |
 //!
+//! An empty append to a directory lists it (`/`, `/sub`); `/locked` is a directory
+//! whose listing is refused with permission_denied, errno 13. `/sub/leaf` is the
+//! one node with an SELinux label.
+//!
 //! Every request the server receives is logged for the tests to inspect.
 #![allow(dead_code)]
 
@@ -30,8 +34,8 @@ use bytes::{Bytes, BytesMut};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use srpc::client::{fingerprint_of, Client, Fingerprint, PasswordConversation, Session, Trust};
 use srpc::proto::{
-    check, decode_bytes, encode, AuthAnswers, AuthStep, Check, ErrorCode, Frame, Header, Kind,
-    Limits, Message, Prompt, PromptStyle, Qid, QidType, Stat, PROTOCOL_VERSION,
+    check, decode_bytes, encode, encode_listing, AuthAnswers, AuthStep, Check, ErrorCode, Frame,
+    Header, Kind, Limits, Message, Prompt, PromptStyle, Qid, QidType, Stat, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,7 +54,7 @@ pub fn password_of(user: &str) -> &'static str {
         .map_or("no such user", |(_, p)| p)
 }
 
-/// The tree every user sees. Directories are `/` and `/sub`.
+/// The tree every user sees. Directories are `/`, `/sub` and `/locked`.
 const TREE: &[&str] = &[
     "/",
     "/echo",
@@ -64,10 +68,42 @@ const TREE: &[&str] = &[
     "/fail",
     "/sub",
     "/sub/leaf",
+    "/locked",
 ];
 
+/// The label of `/sub/leaf`.
+pub const LEAF_LABEL: &str = "system_u:object_r:srpc_leaf_t:s0";
+
 fn is_dir(path: &str) -> bool {
-    path == "/" || path == "/sub"
+    matches!(path, "/" | "/sub" | "/locked")
+}
+
+/// The parent directory of a node other than `/`.
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(at) => &path[..at],
+    }
+}
+
+/// What `Tstat` says about a node of [`TREE`] to `user`.
+fn stat_of(path: &str, user: &str) -> Stat {
+    Stat {
+        qid: qid_of(path).unwrap(),
+        name: path
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("/")
+            .to_owned(),
+        mode: if is_dir(path) { 0o755 } else { 0o750 },
+        uid: 1000,
+        gid: 1000,
+        owner: user.to_owned(),
+        group: user.to_owned(),
+        mtime: 1_700_000_000,
+        label: (path == "/sub/leaf").then(|| LEAF_LABEL.to_owned()),
+    }
 }
 
 fn qid_of(path: &str) -> Option<Qid> {
@@ -148,6 +184,8 @@ pub struct Knobs {
     pub reject_version: bool,
     /// The server's own limits (the answer is the minimum with the proposal).
     pub limits: Limits,
+    /// Answer listings with a payload that is not a listing.
+    pub malformed_listings: bool,
 }
 
 impl Default for Knobs {
@@ -157,6 +195,7 @@ impl Default for Knobs {
             late_reply: false,
             reject_version: false,
             limits: Limits::default(),
+            malformed_listings: false,
         }
     }
 }
@@ -544,22 +583,7 @@ impl Conn {
         let Some(Node::Tree { path, user }) = self.fids.get(&fid) else {
             return self.error(seq, ErrorCode::BadFid, "bad fid", None);
         };
-        let stat = Stat {
-            qid: qid_of(path).unwrap(),
-            name: path
-                .rsplit('/')
-                .next()
-                .filter(|n| !n.is_empty())
-                .unwrap_or("/")
-                .to_owned(),
-            mode: if is_dir(path) { 0o755 } else { 0o750 },
-            uid: 1000,
-            gid: 1000,
-            owner: user.clone(),
-            group: user.clone(),
-            mtime: 1_700_000_000,
-            label: None,
-        };
+        let stat = stat_of(path, user);
         self.reply(seq, Message::Rstat { stat });
     }
 
@@ -612,6 +636,11 @@ impl Conn {
                 }
                 true
             }
+            Some(Node::Tree { path, user }) if is_dir(path) => {
+                let (path, user) = (path.clone(), user.clone());
+                self.list(seq, &path, &user, &data);
+                true
+            }
             Some(Node::Tree { path, user }) => {
                 let (path, user) = (path.clone(), user.clone());
                 self.call(seq, &path, &user, data)
@@ -621,6 +650,29 @@ impl Conn {
                 true
             }
         }
+    }
+
+    /// An append to a directory: a listing when it carries no data.
+    fn list(&mut self, seq: u64, path: &str, user: &str, data: &[u8]) {
+        if !data.is_empty() {
+            return self.error(seq, ErrorCode::NotEndpoint, "not an endpoint", None);
+        }
+        if path == "/locked" {
+            let message = format!("{user} may not read {path}");
+            return self.error(seq, ErrorCode::PermissionDenied, &message, Some(13));
+        }
+        if self.knobs.malformed_listings {
+            let data = Bytes::from_static(br#"{"entries":[{"name":"x"}]}"#);
+            return self.reply(seq, Message::Rappend { data });
+        }
+        let mut entries: Vec<Stat> = TREE
+            .iter()
+            .filter(|p| **p != "/" && parent_of(p) == path)
+            .map(|p| stat_of(p, user))
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let data = encode_listing(&entries).into();
+        self.reply(seq, Message::Rappend { data });
     }
 
     /// An append to an endpoint of the tree.

@@ -497,6 +497,7 @@ impl Conn {
                 ToMonitor::AuthStart {
                     auth: auth.id,
                     user: auth.uname.clone(),
+                    aname: auth.aname.clone(),
                     rhost: self.rhost.clone(),
                 },
                 zeroize::Zeroizing::new(Vec::new()),

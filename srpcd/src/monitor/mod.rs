@@ -3,6 +3,7 @@
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
 mod auth;
+mod clone;
 mod startup;
 mod workers;
 
@@ -35,14 +36,17 @@ const FRONT_GRACE: Duration = Duration::from_secs(10);
 
 enum Auth {
     Running {
+        aname: String,
         answers: mpsc::Sender<AuthAnswers>,
         task: tokio::task::JoinHandle<()>,
     },
     Authenticated {
+        aname: String,
         user: AuthenticatedUser,
         tx: Transaction,
     },
     Attached {
+        aname: String,
         user: String,
     },
 }
@@ -54,6 +58,8 @@ struct Monitor {
     auths: HashMap<u64, Auth>,
     workers: Workers,
     spawner: Spawner,
+    cloner: clone::Cloner,
+    clones: HashMap<String, clone::UserClone>,
     lockout: Arc<Mutex<Lockout>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     pam: pam::Settings,
@@ -107,8 +113,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
         spawner: Spawner {
             program: worker_bin,
-            tree_root: config.tree.root.clone(),
         },
+        cloner: clone::Cloner {
+            tree_root: config.tree.root.clone(),
+            users_dir: config.tree.runtime_dir.join("users"),
+            handler_idle_secs: u32::try_from(config.workers.idle_timeout.as_secs())
+                .unwrap_or(u32::MAX),
+        },
+        clones: HashMap::new(),
         config,
         chan: Arc::clone(&chan),
         auths: HashMap::new(),
@@ -259,7 +271,12 @@ impl Monitor {
 
     async fn request(&mut self, msg: ToMonitor, payload: &[u8]) {
         match msg {
-            ToMonitor::AuthStart { auth, user, rhost } => self.auth_start(auth, user, &rhost).await,
+            ToMonitor::AuthStart {
+                auth,
+                user,
+                aname,
+                rhost,
+            } => self.auth_start(auth, user, aname, &rhost).await,
             ToMonitor::AuthAnswer { auth } => {
                 let answers = match AuthAnswers::decode(payload) {
                     Ok(a) => a,
@@ -290,11 +307,15 @@ impl Monitor {
             },
             ToMonitor::Attach { auth } => self.attach(auth).await,
             ToMonitor::SessionEnd { auth } => {
-                if let Some(Auth::Attached { user }) = self.auths.remove(&auth) {
+                if let Some(Auth::Attached { user, .. }) = self.auths.remove(&auth) {
                     if let Some(w) = self.workers.by_user.get_mut(&user) {
                         w.sessions = w.sessions.saturating_sub(1);
                         if w.sessions == 0 {
                             w.idle_since = Some(Instant::now());
+                            // The user's last session: the clone goes.
+                            if let Some(c) = self.clones.remove(&user) {
+                                self.cloner.remove(c);
+                            }
                         }
                     }
                 }
@@ -302,7 +323,7 @@ impl Monitor {
         }
     }
 
-    async fn auth_start(&mut self, auth: u64, user: String, rhost: &str) {
+    async fn auth_start(&mut self, auth: u64, user: String, aname: String, rhost: &str) {
         if self.auths.contains_key(&auth) {
             return self
                 .fail(auth, ErrorCode::Protocol, "authentication id in use")
@@ -331,19 +352,27 @@ impl Monitor {
             lockout: Arc::clone(&self.lockout),
         };
         let task = tokio::spawn(driver.run());
-        self.auths.insert(auth, Auth::Running { answers, task });
+        self.auths.insert(
+            auth,
+            Auth::Running {
+                aname,
+                answers,
+                task,
+            },
+        );
     }
 
     async fn outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Authenticated { auth, user, tx } => {
-                if !matches!(self.auths.get(&auth), Some(Auth::Running { .. })) {
+                let Some(Auth::Running { aname, .. }) = self.auths.remove(&auth) else {
                     // Aborted meanwhile.
                     tokio::spawn(async move { drop(tx.finish().await) });
                     return;
-                }
+                };
                 tracing::info!(auth, user = %user.pam_user, "authenticated");
-                self.auths.insert(auth, Auth::Authenticated { user, tx });
+                self.auths
+                    .insert(auth, Auth::Authenticated { aname, user, tx });
                 let step = AuthStep::Authenticated.encode();
                 self.reply(ToFront::AuthStep { auth }, &step, None).await;
             }
@@ -355,9 +384,11 @@ impl Monitor {
 
     /// The worker for an authentication's user, started if need be.
     async fn attach(&mut self, auth: u64) {
-        let (user, fresh) = match self.auths.remove(&auth) {
-            Some(Auth::Authenticated { user, tx }) => (user.pam_user.clone(), Some((user, tx))),
-            Some(Auth::Attached { user }) => (user, None),
+        let (user, aname, fresh) = match self.auths.remove(&auth) {
+            Some(Auth::Authenticated { aname, user, tx }) => {
+                (user.pam_user.clone(), aname, Some((user, tx)))
+            }
+            Some(Auth::Attached { aname, user }) => (user, aname, None),
             other => {
                 if let Some(other) = other {
                     self.auths.insert(auth, other);
@@ -372,10 +403,19 @@ impl Monitor {
             }
         };
         let new_session = fresh.is_some();
-        match self.worker_link(&user, fresh).await {
+        let linked = match self.worker_link(&user, fresh).await {
+            Ok(linked) => self.sync_clone(&user, &aname).map(|()| linked),
+            Err(e) => Err(e),
+        };
+        match linked {
             Ok((id, fd)) => {
-                self.auths
-                    .insert(auth, Auth::Attached { user: user.clone() });
+                self.auths.insert(
+                    auth,
+                    Auth::Attached {
+                        aname: aname.clone(),
+                        user: user.clone(),
+                    },
+                );
                 if let Some(w) = self.workers.by_user.get_mut(&user) {
                     if new_session {
                         w.sessions += 1;
@@ -392,7 +432,7 @@ impl Monitor {
             Err(message) => {
                 tracing::error!(user, "no worker: {message}");
                 if !new_session {
-                    self.auths.insert(auth, Auth::Attached { user });
+                    self.auths.insert(auth, Auth::Attached { aname, user });
                 }
                 self.fail(
                     auth,
@@ -445,7 +485,10 @@ impl Monitor {
         };
         let env = pam.as_ref().map(|s| s.env().to_vec()).unwrap_or_default();
         let id = self.workers.next_id();
-        match self.spawner.spawn(&account, &env) {
+        match self
+            .spawner
+            .spawn(&account, &env, &self.cloner.tree_of(user))
+        {
             Ok((child, link)) => {
                 tracing::info!(user, uid = account.uid, pid = child.id(), "worker started");
                 self.workers.by_user.insert(
@@ -473,6 +516,29 @@ impl Monitor {
 }
 
 impl Monitor {
+    /// Clones (or re-syncs) the user's session tree at `aname`.
+    fn sync_clone(&mut self, user: &str, aname: &str) -> Result<(), String> {
+        let worker = self
+            .workers
+            .by_user
+            .get(user)
+            .ok_or_else(|| format!("no worker for {user}"))?;
+        let run_as = clone::RunAs {
+            account: worker.account.clone(),
+            env: worker
+                .pam
+                .as_ref()
+                .map(|s| s.env().to_vec())
+                .unwrap_or_default(),
+        };
+        let mut slot = self.clones.remove(user);
+        let synced = self.cloner.sync(&mut slot, &run_as, aname);
+        if let Some(c) = slot {
+            self.clones.insert(user.to_owned(), c);
+        }
+        synced
+    }
+
     /// Collects workers that exited. A worker without sessions is done: its
     /// PAM session closes. One that died under live sessions is restarted in
     /// the same PAM session when the front next asks for it.
@@ -580,6 +646,9 @@ impl Monitor {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (_, c) in self.clones.drain() {
+            self.cloner.remove(c);
         }
         for (user, mut w) in self.workers.by_user.drain() {
             if let Some(mut child) = w.child.take() {

@@ -34,21 +34,21 @@ pub struct Worker {
 pub struct Spawner {
     /// The worker executable.
     pub program: PathBuf,
-    /// The canonical tree.
-    pub tree_root: PathBuf,
 }
 
 impl Spawner {
-    /// Starts a worker for `account`, returning it and the front's end of its link.
+    /// Starts a worker for `account`, walking `tree` (the user's clone);
+    /// returns it and the front's end of its link.
     pub fn spawn(
         &self,
         account: &Account,
         pam_env: &[(String, String)],
+        tree: &Path,
     ) -> std::io::Result<(Child, OwnedFd)> {
         let (front_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = ListenFdCommand::new(&self.program, OwnedFd::from(worker_end), "srpc-link");
         cmd.arg("--tree-root")
-            .arg(&self.tree_root)
+            .arg(tree)
             .arg("--user")
             .arg(&account.name);
         // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.

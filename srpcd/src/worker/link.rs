@@ -25,7 +25,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Serves the link until the front closes it.
-pub async fn serve<S>(link: S, mut tree: Tree, limits: Limits, calls: Arc<Calls>) -> std::io::Result<()>
+pub async fn serve<S>(
+    link: S,
+    mut tree: Tree,
+    limits: Limits,
+    calls: Arc<Calls>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -49,7 +54,10 @@ where
                     }
                     Err(e) => {
                         let seq = Header::parse(&frame).map_or(0, |h| h.seq);
-                        let _ = out.send(encode(&Frame::new(seq, Message::error(e.code(), e.to_string()))));
+                        let _ = out.send(encode(&Frame::new(
+                            seq,
+                            Message::error(e.code(), e.to_string()),
+                        )));
                     }
                 }
             }
@@ -134,7 +142,10 @@ fn list(tree: &Tree, fid: u32, limits: &Limits) -> Message {
             if data.len() + 64 > limits.max_message as usize {
                 return Message::error(
                     ErrorCode::LimitExceeded,
-                    format!("the listing of {} entries is larger than a message", entries.len()),
+                    format!(
+                        "the listing of {} entries is larger than a message",
+                        entries.len()
+                    ),
                 );
             }
             Message::Rappend {

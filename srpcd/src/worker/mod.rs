@@ -1,8 +1,8 @@
 //! The worker: runs as one user and serves that user's sessions on one link
 //! from the front.
 
-pub mod link;
 pub mod calls;
+pub mod link;
 mod names;
 pub mod tree;
 

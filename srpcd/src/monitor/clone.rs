@@ -1,0 +1,431 @@
+//! The paper's attach: a user's session tree, cloned from the canonical tree.
+//!
+//! Directories are copied with the canonical owner, group and mode. Each
+//! endpoint becomes a Unix socket that the monitor owns, with the canonical
+//! owner and group, and a mode that gives read and write (what `connect`
+//! needs) to each class that may *execute* the canonical node: executing an
+//! endpoint is calling it. So `chmod`, `chown` and group membership on the
+//! canonical tree decide, through the kernel, who may call.
+//!
+//! The clone of user U lives in `<runtime>/users/U/tree`; `<runtime>/users/U`
+//! is U's own and not searchable by anyone else, so no other user can reach U's
+//! sockets. Symlinks and hard-linked files in the canonical tree are not
+//! cloned: a clone holds only directories and sockets made here.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+use srpc_os::{Credentials, ListenFdCommand};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::task::JoinHandle;
+
+use crate::users::Account;
+
+/// What a non-executable endpoint file holds: where its service listens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Descriptor {
+    /// The service's fd-passing socket.
+    service: PathBuf,
+}
+
+/// What an endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// An executable, started per user on the first call.
+    Handler(PathBuf),
+    /// A service socket that is handed each connection.
+    Service(PathBuf),
+}
+
+/// One endpoint socket and the task serving it.
+struct Endpoint {
+    kind: EndpointKind,
+    inode: (u64, u64),
+    task: JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // Aborting drops the task's handler child, which kills it.
+        self.task.abort();
+    }
+}
+
+/// How clones are made.
+pub struct Cloner {
+    /// The canonical tree.
+    pub tree_root: PathBuf,
+    /// `<runtime>/users`.
+    pub users_dir: PathBuf,
+    /// Per-user handlers exit after this long without connections.
+    pub handler_idle_secs: u32,
+}
+
+/// One user's clone.
+pub struct UserClone {
+    dir: PathBuf,
+    endpoints: HashMap<PathBuf, Endpoint>,
+}
+
+/// Who the handlers of a clone run as.
+#[derive(Clone)]
+pub struct RunAs {
+    /// The account.
+    pub account: Account,
+    /// PAM's environment for the user's processes.
+    pub env: Vec<(String, String)>,
+}
+
+impl Cloner {
+    /// The root of `user`'s clone, where the worker walks.
+    pub fn tree_of(&self, user: &str) -> PathBuf {
+        self.users_dir.join(user).join("tree")
+    }
+
+    /// Makes or brings up to date the clone of the subtree at `aname` for the
+    /// user: new canonical nodes appear, removed ones go, owners and modes
+    /// follow the canonical tree.
+    pub fn sync(
+        &self,
+        clone: &mut Option<UserClone>,
+        run_as: &RunAs,
+        aname: &str,
+    ) -> Result<(), String> {
+        let account = &run_as.account;
+        ensure_dir(&self.users_dir, 0o711, 0, 0)?;
+        let dir = self.users_dir.join(&account.name);
+        // The user's own, read and search only: nobody else can reach the
+        // sockets below, and the user cannot rearrange them.
+        ensure_dir(&dir, 0o500, account.uid, account.gid)?;
+        let clone = clone.get_or_insert_with(|| UserClone {
+            dir: dir.clone(),
+            endpoints: HashMap::new(),
+        });
+        let tree = dir.join("tree");
+        copy_dir_attrs(&self.tree_root, &tree)?;
+        // The directories down to the attach point, as in the canonical tree.
+        let mut rel = PathBuf::new();
+        for part in Path::new(aname).components() {
+            let Component::Normal(name) = part else {
+                continue;
+            };
+            rel.push(name);
+            let canon = self.tree_root.join(&rel);
+            let meta =
+                fs::symlink_metadata(&canon).map_err(|e| format!("{}: {e}", canon.display()))?;
+            if !meta.is_dir() {
+                return Err(format!("{}: not a directory", canon.display()));
+            }
+            copy_dir_attrs(&canon, &tree.join(&rel))?;
+        }
+        self.sync_dir(clone, run_as, &rel)
+    }
+
+    fn sync_dir(&self, clone: &mut UserClone, run_as: &RunAs, rel: &Path) -> Result<(), String> {
+        let canon = self.tree_root.join(rel);
+        let target = clone.dir.join("tree").join(rel);
+        let mut keep = Vec::new();
+        let entries = fs::read_dir(&canon).map_err(|e| format!("{}: {e}", canon.display()))?;
+        for entry in entries.flatten() {
+            let name = PathBuf::from(entry.file_name());
+            let child = rel.join(&name);
+            let path = canon.join(&name);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                copy_dir_attrs(&path, &target.join(&name))?;
+                self.sync_dir(clone, run_as, &child)?;
+                keep.push(name);
+                continue;
+            }
+            let Some(kind) = endpoint_kind(&path, &meta) else {
+                continue;
+            };
+            self.sync_endpoint(clone, run_as, &child, kind, &meta)?;
+            keep.push(name);
+        }
+        // What the canonical tree no longer has goes from the clone too.
+        if let Ok(existing) = fs::read_dir(&target) {
+            for entry in existing.flatten() {
+                let name = PathBuf::from(entry.file_name());
+                if keep.contains(&name) {
+                    continue;
+                }
+                let child = rel.join(&name);
+                clone.endpoints.retain(|p, _| !p.starts_with(&child));
+                let path = target.join(&name);
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_endpoint(
+        &self,
+        clone: &mut UserClone,
+        run_as: &RunAs,
+        rel: &Path,
+        kind: EndpointKind,
+        meta: &fs::Metadata,
+    ) -> Result<(), String> {
+        let socket = clone.dir.join("tree").join(rel);
+        let inode = (meta.dev(), meta.ino());
+        let same = clone
+            .endpoints
+            .get(rel)
+            .is_some_and(|e| e.kind == kind && e.inode == inode);
+        if !same {
+            clone.endpoints.remove(rel);
+            let _ = fs::remove_dir_all(&socket).or_else(|_| fs::remove_file(&socket));
+            let listener =
+                UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| format!("{}: {e}", socket.display()))?;
+            let name = format!("/{}", rel.display());
+            let task = match &kind {
+                EndpointKind::Handler(exe) => tokio::spawn(serve_handler(
+                    listener,
+                    exe.clone(),
+                    name,
+                    run_as.clone(),
+                    self.handler_idle_secs,
+                )),
+                EndpointKind::Service(service) => {
+                    tokio::spawn(serve_service(listener, service.clone(), name))
+                }
+            };
+            clone
+                .endpoints
+                .insert(rel.to_owned(), Endpoint { kind, inode, task });
+        }
+        // Permissions follow the canonical node at every sync.
+        std::os::unix::fs::chown(&socket, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| format!("chown {}: {e}", socket.display()))?;
+        fs::set_permissions(&socket, fs::Permissions::from_mode(call_mode(meta.mode())))
+            .map_err(|e| format!("chmod {}: {e}", socket.display()))
+    }
+
+    /// Removes a user's clone and stops its handlers.
+    pub fn remove(&self, clone: UserClone) {
+        let dir = clone.dir.clone();
+        drop(clone);
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+}
+
+/// The socket mode for a canonical endpoint mode: read and write (connect)
+/// for each class that has execute permission.
+pub fn call_mode(canonical: u32) -> u32 {
+    let mut mode = 0;
+    for (x, rw) in [(0o100, 0o600), (0o010, 0o060), (0o001, 0o006)] {
+        if canonical & x != 0 {
+            mode |= rw;
+        }
+    }
+    mode
+}
+
+/// Whether a canonical file is an endpoint, and which kind.
+fn endpoint_kind(path: &Path, meta: &fs::Metadata) -> Option<EndpointKind> {
+    if !meta.file_type().is_file() {
+        // Symlinks, sockets, devices: never cloned.
+        return None;
+    }
+    if meta.nlink() > 1 {
+        tracing::warn!(
+            "{}: not cloned: it has {} hard links (an endpoint must be a file of its own)",
+            path.display(),
+            meta.nlink()
+        );
+        return None;
+    }
+    if meta.mode() & 0o111 != 0 {
+        return Some(EndpointKind::Handler(path.to_owned()));
+    }
+    let text = fs::read_to_string(path).ok()?;
+    match toml::from_str::<Descriptor>(&text) {
+        Ok(d) if d.service.is_absolute() => Some(EndpointKind::Service(d.service)),
+        Ok(_) => {
+            tracing::warn!(
+                "{}: not cloned: `service` must be an absolute path",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{}: not cloned: not a service descriptor: {}",
+                path.display(),
+                e.message()
+            );
+            None
+        }
+    }
+}
+
+fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            fs::remove_file(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        Err(_) => fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?,
+    }
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))
+}
+
+fn copy_dir_attrs(canon: &Path, clone: &Path) -> Result<(), String> {
+    let meta = fs::symlink_metadata(canon).map_err(|e| format!("{}: {e}", canon.display()))?;
+    ensure_dir(clone, meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+/// A per-user handler endpoint: when a connection waits and no handler runs,
+/// start one as the user with the socket as fd 3; it accepts from then on,
+/// and the monitor is out of the way until it exits.
+async fn serve_handler(
+    listener: UnixListener,
+    exe: PathBuf,
+    name: String,
+    run_as: RunAs,
+    idle_secs: u32,
+) {
+    let mut listener = listener;
+    loop {
+        // A fresh registration reports a connection already waiting (a
+        // handler that died with calls in its backlog), not only new ones.
+        // `AsyncFd::new` is deprecated because a `T` that does not own its fd
+        // could close it while registered; a `UnixListener` owns it for the
+        // whole registration, which is the sound case.
+        #[allow(deprecated)]
+        let Ok(watch) = AsyncFd::new(listener) else {
+            return;
+        };
+        let ready = watch.readable().await.map(drop);
+        listener = watch.into_inner();
+        if ready.is_err() {
+            return;
+        }
+        let child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(
+                    endpoint = name,
+                    user = run_as.account.name,
+                    "starting {}: {e}",
+                    exe.display()
+                );
+                // Refuse what waits, so the call fails now rather than hangs.
+                while listener.accept().is_ok() {}
+                continue;
+            }
+        };
+        let mut child = child;
+        let pid = child.id();
+        tracing::info!(
+            endpoint = name,
+            user = run_as.account.name,
+            ?pid,
+            "handler started"
+        );
+        match child.wait().await {
+            Ok(status) => {
+                tracing::info!(endpoint = name, user = run_as.account.name, ?pid, %status, "handler exited")
+            }
+            Err(e) => tracing::error!(endpoint = name, "waiting for handler: {e}"),
+        }
+    }
+}
+
+fn spawn_handler(
+    listener: &UnixListener,
+    exe: &Path,
+    name: &str,
+    run_as: &RunAs,
+    idle_secs: u32,
+) -> std::io::Result<tokio::process::Child> {
+    let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
+    let account = &run_as.account;
+    let mut cmd = ListenFdCommand::new(exe, fd, name);
+    for (k, v) in &run_as.env {
+        if !k.starts_with("LISTEN_") {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &account.home)
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name)
+        .env("SRPC_IDLE_TIMEOUT_SECS", idle_secs.to_string())
+        .credentials(Credentials {
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.groups.clone(),
+        });
+    let mut command = cmd.into_command().map_err(std::io::Error::other)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .current_dir("/");
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    command.spawn()
+}
+
+/// A service endpoint: each connection is handed to the service, which reads
+/// the caller from the kernel on it.
+async fn serve_service(listener: UnixListener, service: PathBuf, name: String) {
+    let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            return;
+        };
+        if let Err(e) = pass(&conn, &service, &name).await {
+            tracing::error!(
+                endpoint = name,
+                "handing a call to {}: {e}",
+                service.display()
+            );
+        }
+    }
+}
+
+async fn pass(conn: &tokio::net::UnixStream, service: &Path, name: &str) -> std::io::Result<()> {
+    let svc = tokio::net::UnixStream::connect(service).await?;
+    svc.async_io(Interest::WRITABLE, || {
+        srpc_os::send_fd(svc.as_fd(), conn.as_fd(), name.as_bytes()).map_err(std::io::Error::from)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_mode;
+
+    #[test]
+    fn execute_permission_becomes_connect_permission() {
+        assert_eq!(call_mode(0o755), 0o666);
+        assert_eq!(call_mode(0o750), 0o660);
+        assert_eq!(call_mode(0o700), 0o600);
+        assert_eq!(call_mode(0o644), 0o000);
+        assert_eq!(call_mode(0o4711), 0o666);
+    }
+}
