@@ -6,205 +6,46 @@
 #[allow(dead_code)]
 #[path = "support/pam_fixture.rs"]
 mod pam_fixture;
+#[path = "support/daemon.rs"]
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pam_fixture::Fixture;
-use srpc::client::{Client, Conversation, ConversationError, Error, PasswordConversation, Trust};
+use srpc::client::{Conversation, ConversationError, Error, PasswordConversation};
 use srpc_proto::{ErrorCode, Prompt, PromptStyle, QidType};
 use zeroize::Zeroizing;
 
+use support::{status_field, uid_of, worker_of, Daemon, Options, FAILURE_DELAY};
+
 const PASSWORD: &str = "daemon test pw";
-const FAILURE_DELAY: Duration = Duration::from_millis(400);
 
-/// A running srpcd with its scratch directory; stopped (SIGTERM) on drop.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-    trust: Trust,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn uid_of(user: &str) -> u32 {
-    nix::unistd::User::from_name(user)
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw()
-}
-
-/// Starts srpcd with a tree: `/pub` (0755) holding an endpoint `echo`, and
-/// `/private` (0700, owned by `private_owner`) holding `secret`.
+/// A tree with `/pub` (0755) holding an endpoint `echo`, and `/private`
+/// (0700, owned by `private_owner`) holding `secret`.
 fn start(fx: &mut Fixture, service: &str, private_owner: &str, idle_secs: u32) -> Daemon {
-    let dir = std::env::temp_dir().join(format!(
-        "srpcd-test-daemon-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("pub")).unwrap();
-    fs::create_dir_all(tree.join("private")).unwrap();
-    fs::write(tree.join("private/secret"), "").unwrap();
-    fs::write(tree.join("pub/echo"), "#!/bin/sh\n").unwrap();
-    fs::set_permissions(tree.join("pub/echo"), fs::Permissions::from_mode(0o755)).unwrap();
-    for d in [&tree, &tree.join("pub")] {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    fs::set_permissions(tree.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
     let owner = uid_of(private_owner);
-    chown(tree.join("private"), Some(owner), None).unwrap();
-
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert_path = dir.join("server.crt");
-    let key_path = dir.join("server.key");
-    fs::write(&cert_path, cert.cert.pem()).unwrap();
-    fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
-    let pin = srpc::client::fingerprint_of(cert.cert.der()).unwrap();
-
-    let front_user = fx.user("front user, never logs in");
-    let port = free_port();
-    let libexec = Path::new(env!("CARGO_BIN_EXE_srpcd")).parent().unwrap();
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\n\
-         [tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\
-         [tree]\nroot = \"{}\"\nruntime_dir = \"{}\"\n\
-         [pam]\nservice = \"{service}\"\nfailure_delay_ms = {}\n\
-         [workers]\nidle_timeout_secs = {idle_secs}\nfront_user = \"{front_user}\"\nlibexec_dir = \"{}\"\n",
-        cert_path.display(),
-        key_path.display(),
-        tree.display(),
-        dir.join("run").display(),
-        FAILURE_DELAY.as_millis(),
-        libexec.display(),
-    );
-    let config_path = dir.join("srpcd.toml");
-    fs::write(&config_path, config).unwrap();
-    let log = dir.join("srpcd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_srpcd"))
-        .arg("--config")
-        .arg(&config_path)
-        .env("SRPC_LOG_STDERR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon {
-        child,
-        dir,
-        addr: format!("127.0.0.1:{port}"),
-        trust: Trust::Pin(pin),
-        log,
+    let opts = Options {
+        service: service.to_owned(),
+        idle_secs,
+        extra: String::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(&daemon.addr).is_ok() {
-            break;
-        }
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            panic!(
-                "srpcd exited ({status}): {}",
-                fs::read_to_string(&daemon.log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "srpcd did not listen: {}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
-
-impl Daemon {
-    async fn dial(&self) -> Client {
-        Client::dial(&self.addr, "localhost", self.trust.clone())
-            .await
-            .unwrap_or_else(|e| panic!("dial: {e}\n{}", self.log_text()))
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Processes whose executable is `name`, with their real uid.
-fn processes(name: &str) -> Vec<(u32, u32)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(exe) = fs::read_link(entry.path().join("exe")) else {
-            continue;
-        };
-        if exe.file_name().and_then(|n| n.to_str()) != Some(name) {
-            continue;
-        }
-        if let Some(uid) =
-            status_field(pid, "Uid:").and_then(|v| v.split_whitespace().next().map(str::to_owned))
-        {
-            found.push((pid, uid.parse().unwrap()));
-        }
-    }
-    found
-}
-
-fn status_field(pid: u32, field: &str) -> Option<String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_owned()))
-}
-
-fn worker_of(user: &str) -> Option<u32> {
-    let uid = uid_of(user);
-    processes("srpc-worker")
-        .into_iter()
-        .find(|(_, u)| *u == uid)
-        .map(|(pid, _)| pid)
+    support::start(fx, &opts, |tree| {
+        fs::create_dir_all(tree.join("pub")).unwrap();
+        fs::create_dir_all(tree.join("private")).unwrap();
+        fs::write(tree.join("private/secret"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(
+            tree.join("private/secret"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        fs::write(tree.join("pub/echo"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(tree.join("pub/echo"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(tree.join("pub"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(tree.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+        chown(tree.join("private"), Some(owner), None).unwrap();
+    })
 }
 
 fn server_code(e: &Error) -> Option<ErrorCode> {
@@ -296,7 +137,7 @@ async fn login_attach_walk_stat_and_the_kernel_decides() {
         assert_eq!(groups, expected, "worker groups of {user}");
         assert_eq!(status_field(pid, "NoNewPrivs:").unwrap(), "1");
     }
-    let fronts = processes("srpc-front");
+    let fronts = support::processes("srpc-front");
     assert!(!fronts.is_empty());
     assert!(
         fronts.iter().all(|(_, uid)| *uid != 0),
