@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use srpc_proto::{
-    check, decode, decode_bytes, encode, AuthAnswers, AuthStep, Check, ErrorCode, Kind, Limits,
-    PromptStyle, HARD_LIMITS,
+    check, decode, decode_bytes, decode_listing, encode, encode_listing, AuthAnswers, AuthStep,
+    Check, ErrorCode, Kind, Limits, PromptStyle, QidType, HARD_LIMITS,
 };
 
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
@@ -30,9 +30,15 @@ struct Vector {
 }
 
 impl Vector {
-    /// The first word of the name: a message type name, `AuthAnswers` or `AuthStep`.
+    /// The first word of the name: a message type name, `AuthAnswers`, `AuthStep`
+    /// or `Listing`.
     fn what(&self) -> &str {
         self.name.split_whitespace().next().unwrap_or("")
+    }
+
+    /// True for a payload (the data of an append) rather than a whole frame.
+    fn is_payload(&self) -> bool {
+        matches!(self.what(), "AuthAnswers" | "AuthStep" | "Listing")
     }
 }
 
@@ -86,10 +92,7 @@ fn kind_named(name: &str) -> Option<Kind> {
 fn every_frame_vector_decodes_and_reencodes_to_the_same_bytes() {
     let limits = Limits::default();
     let vectors = blocks(&spec(), "vector");
-    let frames: Vec<_> = vectors
-        .iter()
-        .filter(|v| !v.what().starts_with("Auth"))
-        .collect();
+    let frames: Vec<_> = vectors.iter().filter(|v| !v.is_payload()).collect();
     assert!(frames.len() >= Kind::ALL.len());
     for v in frames {
         let kind = kind_named(v.what())
@@ -169,6 +172,46 @@ fn conversation_payload_vectors_round_trip() {
 }
 
 #[test]
+fn listing_payload_vectors_round_trip() {
+    let vectors = blocks(&spec(), "vector");
+    let listings: Vec<_> = vectors.iter().filter(|v| v.what() == "Listing").collect();
+    let (mut kinds, mut labelled, mut unlabelled, mut empty) =
+        (HashSet::new(), false, false, false);
+    for v in &listings {
+        let entries =
+            decode_listing(&v.bytes).unwrap_or_else(|e| panic!("vector `{}`: {e}", v.name));
+        assert_eq!(
+            encode_listing(&entries),
+            v.bytes,
+            "vector `{}` is not canonical",
+            v.name
+        );
+        assert!(
+            entries.windows(2).all(|w| w[0].name < w[1].name),
+            "vector `{}`: entries are not sorted by name",
+            v.name
+        );
+        kinds.extend(entries.iter().map(|e| e.qid.kind));
+        labelled |= entries.iter().any(|e| e.label.is_some());
+        empty |= entries.is_empty();
+    }
+    // The listing carried by the `Rappend list` frame is a listing too.
+    for v in vectors.iter().filter(|v| v.name == "Rappend list") {
+        let frame = decode(&v.bytes, &Limits::default()).unwrap();
+        let srpc_proto::Message::Rappend { data } = frame.msg else {
+            panic!("vector `{}` is not an Rappend", v.name)
+        };
+        let entries = decode_listing(&data).unwrap();
+        unlabelled |= entries.iter().any(|e| e.label.is_none());
+        kinds.extend(entries.iter().map(|e| e.qid.kind));
+    }
+    assert!(listings.len() >= 2, "too few listing vectors");
+    assert!(kinds.contains(&QidType::Dir) && kinds.contains(&QidType::Endpoint));
+    assert!(labelled && unlabelled, "listings with and without labels");
+    assert!(empty, "no vector for an empty listing");
+}
+
+#[test]
 fn invalid_vectors_fail_with_the_stated_error() {
     let limits = Limits::default();
     let vectors = blocks(&spec(), "invalid-vector");
@@ -181,6 +224,7 @@ fn invalid_vectors_fail_with_the_stated_error() {
         let err = match v.what() {
             "AuthAnswers" => AuthAnswers::decode(&v.bytes).err(),
             "AuthStep" => AuthStep::decode(&v.bytes).err(),
+            "Listing" => decode_listing(&v.bytes).err(),
             _ => {
                 // check() must agree with decode() on header faults.
                 let err = decode(&v.bytes, &limits).err();
@@ -320,10 +364,7 @@ fn top_level_keys(json: &[u8]) -> Vec<String> {
 fn field_orders_in_the_type_table_match_the_vectors() {
     let spec = spec();
     let rows = table(&spec, "### Message types");
-    for v in blocks(&spec, "vector")
-        .iter()
-        .filter(|v| !v.what().starts_with("Auth"))
-    {
+    for v in blocks(&spec, "vector").iter().filter(|v| !v.is_payload()) {
         let frame = decode(&v.bytes, &Limits::default()).unwrap();
         let row = rows
             .iter()

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     if std::env::var_os(HANDLER_MODE).is_some() {
         return handler_main();
     }
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "from_env_without_a_socket_is_an_error",
             from_env_without_a_socket_is_an_error,
@@ -35,6 +35,10 @@ fn main() -> ExitCode {
         (
             "a_handler_given_a_non_listener_refuses_to_start",
             a_handler_given_a_non_listener_refuses_to_start,
+        ),
+        (
+            "a_handler_given_a_bad_idle_timeout_refuses_to_start",
+            a_handler_given_a_bad_idle_timeout_refuses_to_start,
         ),
     ];
     for (name, test) in tests {
@@ -91,8 +95,20 @@ fn handler_binary(dir: &TempDir) -> std::path::PathBuf {
 }
 
 fn spawn_handler(dir: &TempDir, fd: std::os::fd::OwnedFd, ids: Option<Credentials>) -> Child {
+    spawn_handler_with_env(dir, fd, ids, &[])
+}
+
+fn spawn_handler_with_env(
+    dir: &TempDir,
+    fd: std::os::fd::OwnedFd,
+    ids: Option<Credentials>,
+    env: &[(&str, &str)],
+) -> Child {
     let mut handler = ListenFdCommand::new(handler_binary(dir), fd, "/echo");
     handler.env(HANDLER_MODE, "1");
+    for (key, value) in env {
+        handler.env(key, value);
+    }
     if let Some(ids) = ids {
         handler.credentials(ids);
     }
@@ -173,6 +189,22 @@ fn a_handler_given_a_non_listener_refuses_to_start() {
         stderr.contains("not a listening Unix stream socket"),
         "{stderr}"
     );
+}
+
+fn a_handler_given_a_bad_idle_timeout_refuses_to_start() {
+    for bad in ["0", "soon"] {
+        let dir = TempDir::new("listen-fds-idle");
+        let listener = UnixListener::bind(dir.join("echo.sock")).unwrap();
+        let env = [(srpc::handler::IDLE_TIMEOUT_ENV, bad)];
+        let child = spawn_handler_with_env(&dir, listener.into(), None, &env);
+        let out = wait_with_timeout(child);
+        assert_eq!(out.status.code(), Some(3));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("SRPC_IDLE_TIMEOUT_SECS is {bad:?}")),
+            "{stderr}"
+        );
+    }
 }
 
 /// Waits for the child, killing it if it has not exited within the test timeout.

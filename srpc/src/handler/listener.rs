@@ -181,14 +181,16 @@ impl Listener {
     /// socket, which the starter still holds, for the next handler it starts (as
     /// with systemd socket activation).
     ///
-    /// ```no_run
+    /// ```
     /// use std::os::unix::net::UnixListener;
     /// use std::time::Duration;
     /// use srpc::handler::Listener;
     ///
-    /// let listener = Listener::from_std(UnixListener::bind("/tmp/echo.sock")?, "/echo")
+    /// let path = std::env::temp_dir().join(format!("doc-idle-{}", std::process::id()));
+    /// let listener = Listener::from_std(UnixListener::bind(&path)?, "/echo")
     ///     .with_idle_timeout(Duration::from_secs(30));
     /// assert_eq!(listener.idle_timeout(), Some(Duration::from_secs(30)));
+    /// # std::fs::remove_file(path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[must_use]

@@ -3,9 +3,10 @@
 //! Directories are copied with the canonical owner, group and mode. Each
 //! endpoint becomes a Unix socket that the monitor owns, with the canonical
 //! owner and group, and a mode that gives read and write (what `connect`
-//! needs) to each class that may *execute* the canonical node: executing an
-//! endpoint is calling it. So `chmod`, `chown` and group membership on the
-//! canonical tree decide, through the kernel, who may call.
+//! needs) to each class that may *execute* a handler executable (executing it
+//! is calling it) or *read* a service descriptor. So `chmod`, `chown` and
+//! group membership on the canonical tree decide, through the kernel, who may
+//! call.
 //!
 //! The clone of user U lives in `<runtime>/users/U/tree`; `<runtime>/users/U`
 //! is U's own and not searchable by anyone else, so no other user can reach U's
@@ -48,7 +49,8 @@ pub enum EndpointKind {
 /// One endpoint socket and the task serving it.
 struct Endpoint {
     kind: EndpointKind,
-    inode: (u64, u64),
+    /// The canonical node's device, inode, owner, group and mode when cloned.
+    canonical: (u64, u64, u32, u32, u32),
     task: JoinHandle<()>,
 }
 
@@ -178,11 +180,14 @@ impl Cloner {
         meta: &fs::Metadata,
     ) -> Result<(), String> {
         let socket = clone.dir.join("tree").join(rel);
-        let inode = (meta.dev(), meta.ino());
+        let canonical = (meta.dev(), meta.ino(), meta.uid(), meta.gid(), meta.mode());
+        // Any change makes a new socket and stops the old one's handler, so
+        // connections made under the old permissions end: the kernel checks
+        // every caller again.
         let same = clone
             .endpoints
             .get(rel)
-            .is_some_and(|e| e.kind == kind && e.inode == inode);
+            .is_some_and(|e| e.kind == kind && e.canonical == canonical);
         if !same {
             clone.endpoints.remove(rel);
             let _ = fs::remove_dir_all(&socket).or_else(|_| fs::remove_file(&socket));
@@ -204,14 +209,20 @@ impl Cloner {
                     tokio::spawn(serve_service(listener, service.clone(), name))
                 }
             };
-            clone
-                .endpoints
-                .insert(rel.to_owned(), Endpoint { kind, inode, task });
+            clone.endpoints.insert(
+                rel.to_owned(),
+                Endpoint {
+                    kind,
+                    canonical,
+                    task,
+                },
+            );
         }
         // Permissions follow the canonical node at every sync.
         std::os::unix::fs::chown(&socket, Some(meta.uid()), Some(meta.gid()))
             .map_err(|e| format!("chown {}: {e}", socket.display()))?;
-        fs::set_permissions(&socket, fs::Permissions::from_mode(call_mode(meta.mode())))
+        let mode = call_mode(&kind_of(clone, rel), meta.mode());
+        fs::set_permissions(&socket, fs::Permissions::from_mode(mode))
             .map_err(|e| format!("chmod {}: {e}", socket.display()))
     }
 
@@ -225,16 +236,23 @@ impl Cloner {
     }
 }
 
-/// The socket mode for a canonical endpoint mode: read and write (connect)
-/// for each class that has execute permission.
-pub fn call_mode(canonical: u32) -> u32 {
-    let mut mode = 0;
-    for (x, rw) in [(0o100, 0o600), (0o010, 0o060), (0o001, 0o006)] {
-        if canonical & x != 0 {
-            mode |= rw;
-        }
-    }
-    mode
+fn kind_of(clone: &UserClone, rel: &Path) -> EndpointKind {
+    clone
+        .endpoints
+        .get(rel)
+        .map_or(EndpointKind::Service(PathBuf::new()), |e| e.kind.clone())
+}
+
+/// The socket mode for a canonical endpoint: read and write (connect) for each
+/// class that may execute a handler, or read a service descriptor.
+pub fn call_mode(kind: &EndpointKind, canonical: u32) -> u32 {
+    let bits: [(u32, u32); 3] = match kind {
+        EndpointKind::Handler(_) => [(0o100, 0o600), (0o010, 0o060), (0o001, 0o006)],
+        EndpointKind::Service(_) => [(0o400, 0o600), (0o040, 0o060), (0o004, 0o006)],
+    };
+    bits.iter()
+        .filter(|(may, _)| canonical & may != 0)
+        .fold(0, |mode, (_, rw)| mode | rw)
 }
 
 /// Whether a canonical file is an endpoint, and which kind.
@@ -418,14 +436,20 @@ async fn pass(conn: &tokio::net::UnixStream, service: &Path, name: &str) -> std:
 
 #[cfg(test)]
 mod tests {
-    use super::call_mode;
+    use super::{call_mode, EndpointKind};
+    use std::path::PathBuf;
 
     #[test]
-    fn execute_permission_becomes_connect_permission() {
-        assert_eq!(call_mode(0o755), 0o666);
-        assert_eq!(call_mode(0o750), 0o660);
-        assert_eq!(call_mode(0o700), 0o600);
-        assert_eq!(call_mode(0o644), 0o000);
-        assert_eq!(call_mode(0o4711), 0o666);
+    fn who_may_execute_a_handler_or_read_a_descriptor_may_call() {
+        let handler = EndpointKind::Handler(PathBuf::new());
+        assert_eq!(call_mode(&handler, 0o755), 0o666);
+        assert_eq!(call_mode(&handler, 0o750), 0o660);
+        assert_eq!(call_mode(&handler, 0o700), 0o600);
+        assert_eq!(call_mode(&handler, 0o644), 0o000);
+        assert_eq!(call_mode(&handler, 0o4711), 0o666);
+        let service = EndpointKind::Service(PathBuf::new());
+        assert_eq!(call_mode(&service, 0o644), 0o666);
+        assert_eq!(call_mode(&service, 0o640), 0o660);
+        assert_eq!(call_mode(&service, 0o600), 0o600);
     }
 }

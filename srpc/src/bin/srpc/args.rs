@@ -144,7 +144,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     build(&take, &positional).map(Command::Run)
 }
 
-fn build<'a>(take: &dyn Fn(&str) -> Option<&'a str>, positional: &[String]) -> Result<Args, String> {
+fn build<'a>(
+    take: &dyn Fn(&str) -> Option<&'a str>,
+    positional: &[String],
+) -> Result<Args, String> {
     let trust = match (take("--pin"), take("--ca")) {
         (Some(pin), None) => Trust::Pin(
             pin.parse::<Fingerprint>()
@@ -184,12 +187,7 @@ fn build<'a>(take: &dyn Fn(&str) -> Option<&'a str>, positional: &[String]) -> R
         ([_], Verb::Call) => return Err("call needs the PATH of an endpoint".into()),
         ([addr], _) => (addr, "/"),
         ([addr, path], _) => (addr, path.as_str()),
-        (too_many, _) => {
-            return Err(format!(
-                "unexpected argument {:?} after PATH",
-                too_many[2]
-            ))
-        }
+        (too_many, _) => return Err(format!("unexpected argument {:?} after PATH", too_many[2])),
     };
     let host = host_of(addr)?;
     validate_path(path, HARD_LIMITS.max_name).map_err(|e| format!("PATH {path:?}: {e}"))?;
@@ -299,29 +297,53 @@ mod tests {
     fn usage_errors_say_what_is_wrong() {
         let ok = format!("--pin {PIN} --user alice");
         for (line, expected) in [
-            ("--user alice ls h:1".to_owned(), "--pin sha256:HEX or --ca FILE"),
+            (
+                "--user alice ls h:1".to_owned(),
+                "--pin sha256:HEX or --ca FILE",
+            ),
             (format!("--pin {PIN} --ca x --user a ls h:1"), "not both"),
-            ("--pin sha256:12 --user a ls h:1".to_owned(), "--pin: fingerprint must have 64"),
+            (
+                "--pin sha256:12 --user a ls h:1".to_owned(),
+                "--pin: fingerprint must have 64",
+            ),
             (format!("--pin {PIN} ls h:1"), "--user NAME is required"),
             (format!("{ok} --user bob ls h:1"), "--user is given twice"),
-            (format!("{ok} --frobnicate ls h:1"), "unknown option --frobnicate"),
+            (
+                format!("{ok} --frobnicate ls h:1"),
+                "unknown option --frobnicate",
+            ),
             (format!("{ok} ls h:1 --timeout"), "--timeout needs a value"),
             (format!("{ok} --timeout 0 ls h:1"), "not a positive number"),
-            (format!("{ok} --timeout nan ls h:1"), "not a positive number"),
-            (format!("{ok} --password-fd -1 ls h:1"), "not a file descriptor"),
-            (format!("{ok} --aname demo ls h:1"), "--aname \"demo\": path must be absolute"),
-            (format!("{ok}"), "no verb"),
+            (
+                format!("{ok} --timeout nan ls h:1"),
+                "not a positive number",
+            ),
+            (
+                format!("{ok} --password-fd -1 ls h:1"),
+                "not a file descriptor",
+            ),
+            (
+                format!("{ok} --aname demo ls h:1"),
+                "--aname \"demo\": path must be absolute",
+            ),
+            (ok.clone(), "no verb"),
             (format!("{ok} list h:1"), "unknown verb \"list\""),
             (format!("{ok} ls"), "HOST:PORT is missing"),
             (format!("{ok} call h:1"), "call needs the PATH"),
-            (format!("{ok} ls h:1 / extra"), "unexpected argument \"extra\""),
+            (
+                format!("{ok} ls h:1 / extra"),
+                "unexpected argument \"extra\"",
+            ),
             (format!("{ok} ls h"), "no port"),
             (format!("{ok} ls h:0"), "from 1 to 65535"),
             (format!("{ok} ls h:http"), "from 1 to 65535"),
             (format!("{ok} ls ::1:7001"), "[ADDRESS]:PORT"),
             (format!("{ok} ls [::1:7001"), "without its ]"),
             (format!("{ok} ls :7001"), "no host"),
-            (format!("{ok} ls h:1 /a/../b"), "PATH \"/a/../b\": name `..`"),
+            (
+                format!("{ok} ls h:1 /a/../b"),
+                "PATH \"/a/../b\": name `..`",
+            ),
             (format!("{ok} ls h:1 a"), "must be absolute"),
             ("--user .. --pin x ls h:1".to_owned(), "--pin"),
         ] {

@@ -70,15 +70,20 @@ impl Tty {
     /// Shows `prompt` and reads the answer, with the typed text hidden unless
     /// `echo`.
     pub fn ask(&self, prompt: &str, echo: bool) -> io::Result<Zeroizing<String>> {
-        (&self.file).write_all(printable(prompt).as_bytes())?;
-        (&self.file).flush()?;
-        if echo {
-            return read_line(&mut &self.file);
+        // Echo goes off before the prompt shows, so nothing typed after the
+        // prompt can be echoed; what was typed before it is discarded.
+        if !echo {
+            self.echo_off()?;
         }
-        self.echo_off()?;
-        let answer = read_line(&mut &self.file);
+        let answer = self.prompt_and_read(prompt);
         self.restore();
         answer
+    }
+
+    fn prompt_and_read(&self, prompt: &str) -> io::Result<Zeroizing<String>> {
+        (&self.file).write_all(printable(prompt).as_bytes())?;
+        (&self.file).flush()?;
+        read_line(&mut &self.file)
     }
 
     fn echo_off(&self) -> io::Result<()> {
@@ -118,7 +123,11 @@ impl Login {
         Login { password, tty }
     }
 
-    async fn ask(&self, prompt: &Prompt, echo: bool) -> Result<Zeroizing<String>, ConversationError> {
+    async fn ask(
+        &self,
+        prompt: &Prompt,
+        echo: bool,
+    ) -> Result<Zeroizing<String>, ConversationError> {
         let Some(tty) = self.tty.clone() else {
             return Err(ConversationError::new(format!(
                 "the server asks {:?} and there is no terminal to answer on",

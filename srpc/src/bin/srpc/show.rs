@@ -106,11 +106,11 @@ pub fn listing(entries: &[Stat]) -> String {
             name: printable(&e.name),
         })
         .collect();
-    let width = |f: fn(&Row) -> &str| rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0);
-    let owner_w = width(|r| &r.owner);
-    let group_w = width(|r| &r.group);
+    let width = |column: &dyn Fn(&Row) -> usize| rows.iter().map(column).max().unwrap_or(0);
+    let owner_w = width(&|r| r.owner.chars().count());
+    let group_w = width(&|r| r.group.chars().count());
+    let label_w = width(&|r| r.label.chars().count());
     let labels = entries.iter().any(|e| e.label.is_some());
-    let label_w = width(|r| &r.label);
     let mut out = String::new();
     for r in &rows {
         let _ = write!(out, "{} {:owner_w$} {:group_w$} ", r.mode, r.owner, r.group);
@@ -212,7 +212,13 @@ mod tests {
              drwxr-xr-x root  users 2023-11-14T22:13:20Z sub\n"
         );
         let labelled = [
-            entry("a", QidType::Endpoint, 0o700, "u", Some("system_u:object_r:x_t:s0")),
+            entry(
+                "a",
+                QidType::Endpoint,
+                0o700,
+                "u",
+                Some("system_u:object_r:x_t:s0"),
+            ),
             entry("b\nc", QidType::Endpoint, 0o700, "u", None),
         ];
         assert_eq!(
