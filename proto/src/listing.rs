@@ -46,7 +46,7 @@ mod tests {
             mtime: 1_700_000_000,
             label: None,
         };
-        let bytes = encode_listing(&[stat.clone()]);
+        let bytes = encode_listing(std::slice::from_ref(&stat));
         assert_eq!(decode_listing(&bytes).unwrap(), vec![stat]);
         assert_eq!(decode_listing(br#"{"entries":[]}"#).unwrap(), vec![]);
         assert!(decode_listing(br#"{"entries":[],"more":true}"#).is_err());

@@ -456,23 +456,21 @@ fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_password_is_asked_on_the_terminal_with_echo_off() {
-    let server = TestServer::start(Knobs::default()).await;
-    let command_line = std::iter::once(SRPC.to_owned())
-        .chain(args(&server, "alice", &["ls", "ADDR", "/sub"]))
-        .map(|a| shell_quote(&a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    // script(1) runs srpc on a pseudo-terminal of its own; what srpc shows on
-    // it comes back on script's stdout, and script's stdin is what is typed.
+/// Runs `shell_command` on a pseudo-terminal of its own made by script(1): what it
+/// shows comes back on script's stdout, and script's stdin is the keyboard. Each
+/// `(prompt, keys)` types `keys` once `prompt` has shown, as a person would.
+/// Returns the exit status and everything shown.
+async fn at_a_terminal(
+    shell_command: String,
+    typing: &'static [(&'static str, &'static [u8])],
+) -> (std::process::ExitStatus, String) {
     let run = tokio::task::spawn_blocking(move || {
         let mut child = Command::new("script")
             .args([
                 "--quiet",
                 "--return",
                 "--command",
-                &command_line,
+                &shell_command,
                 "/dev/null",
             ])
             .stdin(Stdio::piped())
@@ -484,21 +482,40 @@ async fn the_password_is_asked_on_the_terminal_with_echo_off() {
         let mut screen = child.stdout.take().unwrap();
         let mut transcript = Vec::new();
         let mut at = 0;
-        // Typed only once each prompt shows, as a person would.
-        for prompt in ["Password: ", "Password again: "] {
+        for (prompt, keys) in typing {
             at = read_until(&mut screen, &mut transcript, at, prompt);
-            keyboard.write_all(b"wonderland\n").unwrap();
+            keyboard.write_all(keys).unwrap();
             keyboard.flush().unwrap();
         }
-        read_until(&mut screen, &mut transcript, at, " leaf");
-        drop(keyboard);
         screen.read_to_end(&mut transcript).unwrap();
+        drop(keyboard);
         (child.wait().unwrap(), text(&transcript))
     });
-    let (status, transcript) = tokio::time::timeout(HANG, run)
+    tokio::time::timeout(HANG, run)
         .await
-        .expect("srpc hung at the terminal")
-        .unwrap();
+        .expect("hung at the terminal")
+        .unwrap()
+}
+
+fn srpc_command_line(server: &TestServer, rest: &[&str]) -> String {
+    std::iter::once(SRPC.to_owned())
+        .chain(args(server, "alice", rest))
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_is_asked_on_the_terminal_with_echo_off() {
+    let server = TestServer::start(Knobs::default()).await;
+    let (status, transcript) = at_a_terminal(
+        srpc_command_line(&server, &["ls", "ADDR", "/sub"]),
+        &[
+            ("Password: ", b"wonderland\n"),
+            ("Password again: ", b"wonderland\n"),
+        ],
+    )
+    .await;
     assert!(status.success(), "{status}: {transcript}");
     assert!(transcript.contains("Welcome, alice"), "{transcript}");
     assert!(
@@ -507,4 +524,21 @@ async fn the_password_is_asked_on_the_terminal_with_echo_off() {
     );
     // Typed twice, shown never.
     assert!(!transcript.contains("wonderland"), "{transcript}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_at_the_password_prompt_exits_130_with_echo_back_on() {
+    let server = TestServer::start(Knobs::default()).await;
+    // The shell survives the interrupt (a trap runs after srpc ends) to report
+    // srpc's status and the terminal's settings.
+    let script = format!(
+        "trap true INT; {}; echo \"status=$?\"; stty -a",
+        srpc_command_line(&server, &["ls", "ADDR"])
+    );
+    let (status, transcript) = at_a_terminal(script, &[("Password: ", b"\x03")]).await;
+    assert!(status.success(), "{status}: {transcript}");
+    assert!(transcript.contains("status=130"), "{transcript}");
+    let settings: Vec<&str> = transcript.split_whitespace().collect();
+    assert!(settings.contains(&"echo"), "{transcript}");
+    assert!(settings.contains(&"-echonl"), "{transcript}");
 }

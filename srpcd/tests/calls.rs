@@ -26,7 +26,7 @@ const PASSWORD: &str = "calls test pw";
 /// The group that may call `/admin/stats`.
 fn make_group(name: &str) -> u32 {
     let out = Command::new("groupadd").arg(name).output().unwrap();
-    assert!(out.status.success(), "groupadd {name}: {:?}", out);
+    assert!(out.status.success(), "groupadd {name}: {out:?}");
     nix::unistd::Group::from_name(name)
         .unwrap()
         .unwrap()
@@ -39,7 +39,7 @@ fn add_to_group(user: &str, group: &str) {
         .args(["-a", "-G", group, user])
         .output()
         .unwrap();
-    assert!(out.status.success(), "usermod: {:?}", out);
+    assert!(out.status.success(), "usermod: {out:?}");
 }
 
 struct Group(String);
@@ -110,6 +110,8 @@ fn json(bytes: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
 }
 
+// One daemon, many checks: starting one costs more than the checks.
+#[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_run_as_the_caller_and_the_kernel_decides_who_may_call() {
     let mut fx = Fixture::new();

@@ -225,11 +225,13 @@ impl Cloner {
         fs::set_permissions(&socket, fs::Permissions::from_mode(mode))
             .map_err(|e| format!("chmod {}: {e}", socket.display()))
     }
+}
 
-    /// Removes a user's clone and stops its handlers.
-    pub fn remove(&self, clone: UserClone) {
-        let dir = clone.dir.clone();
-        drop(clone);
+impl UserClone {
+    /// Removes the clone and stops its handlers.
+    pub fn remove(self) {
+        let dir = self.dir.clone();
+        drop(self);
         if let Err(e) = fs::remove_dir_all(&dir) {
             tracing::warn!("removing {}: {e}", dir.display());
         }
@@ -363,7 +365,7 @@ async fn serve_handler(
         );
         match child.wait().await {
             Ok(status) => {
-                tracing::info!(endpoint = name, user = run_as.account.name, ?pid, %status, "handler exited")
+                tracing::info!(endpoint = name, user = run_as.account.name, ?pid, %status, "handler exited");
             }
             Err(e) => tracing::error!(endpoint = name, "waiting for handler: {e}"),
         }
@@ -389,7 +391,7 @@ fn spawn_handler(
         .env("HOME", &account.home)
         .env("USER", &account.name)
         .env("LOGNAME", &account.name)
-        .env("SRPC_IDLE_TIMEOUT_SECS", idle_secs.to_string())
+        .env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string())
         .credentials(Credentials {
             uid: account.uid,
             gid: account.gid,

@@ -314,7 +314,7 @@ impl Monitor {
                             w.idle_since = Some(Instant::now());
                             // The user's last session: the clone goes.
                             if let Some(c) = self.clones.remove(&user) {
-                                self.cloner.remove(c);
+                                c.remove();
                             }
                         }
                     }
@@ -648,7 +648,7 @@ impl Monitor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for (_, c) in self.clones.drain() {
-            self.cloner.remove(c);
+            c.remove();
         }
         for (user, mut w) in self.workers.by_user.drain() {
             if let Some(mut child) = w.child.take() {
