@@ -1,7 +1,7 @@
 # sRPC: the two entry points are `make demo` (the main job) and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt fuzz
+.PHONY: deps build test lint fmt fuzz demo
 
 deps:
 	./scripts/install-deps
@@ -16,6 +16,10 @@ lint: deps
 # Format and lint first (cheap, and clippy shares the build with the tests).
 test: lint
 	$(CARGO) test --workspace
+
+# The main job: srpcd serving a demo tree that a client calls (root).
+demo:
+	./scripts/demo
 
 fmt:
 	$(CARGO) fmt --all
