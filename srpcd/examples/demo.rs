@@ -125,22 +125,41 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
     let client = Client::dial(&srpcd.addr, "localhost", srpcd.trust())
         .await
         .map_err(|e| e.to_string())?;
-    step(&mut n, "one TLS connection opened (server pinned by its key)");
+    step(
+        &mut n,
+        "one TLS connection opened (server pinned by its key)",
+    );
 
     let a = client
-        .auth(admin, "/", &mut PasswordConversation::new(password(args, admin)?))
+        .auth(
+            admin,
+            "/",
+            &mut PasswordConversation::new(password(args, admin)?),
+        )
         .await
         .map_err(|e| format!("{admin} login: {e}"))?;
-    step(&mut n, format!("{admin} logs in with PAM (member of srpcadmin)"));
+    step(
+        &mut n,
+        format!("{admin} logs in with PAM (member of srpcadmin)"),
+    );
     let b = client
-        .auth(user, "/", &mut PasswordConversation::new(password(args, user)?))
+        .auth(
+            user,
+            "/",
+            &mut PasswordConversation::new(password(args, user)?),
+        )
         .await
         .map_err(|e| format!("{user} login: {e}"))?;
-    step(&mut n, format!("{user} logs in with PAM on the same connection"));
+    step(
+        &mut n,
+        format!("{user} logs in with PAM on the same connection"),
+    );
 
     for (who, s) in [(admin, &a), (user, &b)] {
         let msg = format!("hello from {who}");
-        let reply = call(s, "/echo", msg.as_bytes()).await.map_err(|e| e.to_string())?;
+        let reply = call(s, "/echo", msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         step(&mut n, format!("{who} calls /echo \"{msg}\""));
         show(format!("→ \"{}\"", String::from_utf8_lossy(&reply)));
         check(reply == msg.as_bytes(), "echo returns what was sent")?;
@@ -148,8 +167,13 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
     whoami(&mut n, &a, admin).await?;
     whoami(&mut n, &b, user).await?;
 
-    let stats = call(&a, "/admin/stats", b"").await.map_err(|e| e.to_string())?;
-    step(&mut n, format!("{admin} calls /admin/stats (mode 0750, group srpcadmin)"));
+    let stats = call(&a, "/admin/stats", b"")
+        .await
+        .map_err(|e| e.to_string())?;
+    step(
+        &mut n,
+        format!("{admin} calls /admin/stats (mode 0750, group srpcadmin)"),
+    );
     for line in String::from_utf8_lossy(&stats).lines() {
         show(format!("→ {line}"));
     }
@@ -158,11 +182,18 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
             step(&mut n, format!("{user} calls /admin/stats"));
             show(format!("→ refused by the kernel: {e}"));
         }
-        other => return Err(format!("{user} should be refused /admin/stats, got {other:?}")),
+        other => {
+            return Err(format!(
+                "{user} should be refused /admin/stats, got {other:?}"
+            ))
+        }
     }
 
     let clock = call(&a, "/clock", b"").await.map_err(|e| e.to_string())?;
-    step(&mut n, format!("{admin} calls /clock (a service; it reads the caller from the kernel)"));
+    step(
+        &mut n,
+        format!("{admin} calls /clock (a service; it reads the caller from the kernel)"),
+    );
     show(format!("→ {}", String::from_utf8_lossy(&clock).trim_end()));
     check(
         String::from_utf8_lossy(&clock).contains(&format!("caller={admin}")),
@@ -170,7 +201,11 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
     )?;
 
     match client
-        .auth(user, "/", &mut PasswordConversation::new("not the password"))
+        .auth(
+            user,
+            "/",
+            &mut PasswordConversation::new("not the password"),
+        )
         .await
     {
         Err(e) if e.code() == Some(ErrorCode::AuthFailed) => {

@@ -78,7 +78,32 @@ pub fn uid_of(user: &str) -> u32 {
 
 /// Starts srpcd with a tree: `/pub` (0755) holding an endpoint `echo`, and
 /// `/private` (0700, owned by `private_owner`) holding `secret`.
+/// A scratch directory with a tree, TLS files and a config, not yet served.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub pin: srpc::client::Fingerprint,
+    pub addr: String,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Prepares and starts srpcd.
 pub fn start(fx: &mut Fixture, opts: &Options, build_tree: impl FnOnce(&Path)) -> Daemon {
+    launch(prepare(fx, opts, build_tree))
+}
+
+/// Makes the scratch directory: the tree `build_tree` fills, a self-signed
+/// certificate and key (0600), and the config.
+pub fn prepare(fx: &mut Fixture, opts: &Options, build_tree: impl FnOnce(&Path)) -> Prepared {
     let dir = std::env::temp_dir().join(format!(
         "srpcd-test-daemon-{}-{}",
         std::process::id(),
@@ -120,10 +145,23 @@ pub fn start(fx: &mut Fixture, opts: &Options, build_tree: impl FnOnce(&Path)) -
     );
     let config_path = dir.join("srpcd.toml");
     fs::write(&config_path, config).unwrap();
+    Prepared {
+        dir,
+        config: config_path,
+        cert: cert_path,
+        key: key_path,
+        pin,
+        addr: format!("127.0.0.1:{port}"),
+    }
+}
+
+/// Starts srpcd on a prepared directory and waits until it listens.
+pub fn launch(mut p: Prepared) -> Daemon {
+    let dir = std::mem::take(&mut p.dir);
     let log = dir.join("srpcd.log");
     let child = Command::new(env!("CARGO_BIN_EXE_srpcd"))
         .arg("--config")
-        .arg(&config_path)
+        .arg(&p.config)
         .env("SRPC_LOG_STDERR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -133,8 +171,8 @@ pub fn start(fx: &mut Fixture, opts: &Options, build_tree: impl FnOnce(&Path)) -
     let mut daemon = Daemon {
         child,
         dir,
-        addr: format!("127.0.0.1:{port}"),
-        trust: Trust::Pin(pin),
+        addr: p.addr.clone(),
+        trust: Trust::Pin(p.pin),
         log,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
