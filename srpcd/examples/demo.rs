@@ -99,7 +99,8 @@ async fn whoami(n: &mut u32, s: &Session, user: &str) -> Result<(), String> {
         .flatten()
         .map(|u| u.uid.as_raw().to_string());
     check(
-        uid.as_deref() == Some(from_proc.as_str()) && handler["uid"].to_string() == from_proc,
+        uid.as_deref() == Some(from_proc.as_str())
+            && handler["uid"].as_u64().map(|u| u.to_string()) == Some(from_proc.clone()),
         "the handler runs as the caller",
     )
 }
