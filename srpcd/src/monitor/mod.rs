@@ -67,6 +67,7 @@ struct Monitor {
 
 /// Runs srpcd until SIGTERM/SIGINT or until the front dies.
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError> {
+    startup::check_selinux(&config)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(&config)?;
     let pin = startup::pin(&tls.cert)?;
@@ -667,6 +668,7 @@ impl Monitor {
 /// `srpcd --check-config`: everything `run` checks before it serves, without
 /// binding or starting anything. Returns the server certificate's pin.
 pub fn check(config: &Config) -> Result<String, StartError> {
+    startup::check_selinux(config)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(config)?;
     startup::libexec(config)?;

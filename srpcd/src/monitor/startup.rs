@@ -131,3 +131,26 @@ pub fn pin(cert_pem: &[u8]) -> Result<String, StartError> {
         .map(|f| f.to_string())
         .map_err(|e| StartError::Check(format!("TLS certificate: {e}")))
 }
+
+/// Whether the kernel runs SELinux (its filesystem is mounted).
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Without SELinux the kernel still enforces DAC on every call, but not the
+/// policy module's types: say so loudly, or refuse when the config requires it.
+pub fn check_selinux(config: &Config) -> Result<(), StartError> {
+    if selinux_enabled() {
+        return Ok(());
+    }
+    if config.require_selinux {
+        return Err(StartError::Check(
+            "SELinux is not enabled in this kernel and require_selinux = true: not starting".into(),
+        ));
+    }
+    tracing::warn!(
+        "SELinux is not enabled: calls are checked by Unix permissions (DAC) alone; \
+         set require_selinux = true to refuse to run like this"
+    );
+    Ok(())
+}
