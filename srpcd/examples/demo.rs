@@ -215,10 +215,61 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
         }
         other => return Err(format!("a wrong password should be refused, got {other:?}")),
     }
+    cli(&mut n, args, srpcd, admin)?;
     println!();
     println!("All checks passed: handlers ran as their callers, the kernel refused {user},");
     println!("a wrong password was refused, and both users shared one connection.");
     Ok(())
+}
+
+/// The `srpc` command-line client, as a script would use it (the password on
+/// stdin's first line, `--password-fd 0`).
+fn cli(n: &mut u32, args: &Args, srpcd: &launch::Srpcd, user: &str) -> Result<(), String> {
+    let bin = launch::bin_dir()?.join("srpc");
+    let pin = srpcd.pin.to_string();
+    let run = |verb: &str, path: &str, input: &str| -> Result<String, String> {
+        let mut child = std::process::Command::new(&bin)
+            .args(["--pin", &pin, "--user", user, "--password-fd", "0", verb])
+            .args([srpcd.addr.as_str(), path])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            let pw = password(args, user)?;
+            stdin
+                .write_all(format!("{pw}\n{input}").as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "srpc {verb}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let listing = run("ls", "/", "")?;
+    step(
+        n,
+        format!(
+            "the srpc CLI: srpc --pin … --user {user} ls {} /",
+            srpcd.addr
+        ),
+    );
+    for line in listing.lines() {
+        show(line);
+    }
+    let echoed = run("call", "/echo", "hello from the CLI")?;
+    step(
+        n,
+        format!("the srpc CLI: echo … | srpc … call {} /echo", srpcd.addr),
+    );
+    show(format!("→ \"{echoed}\""));
+    check(echoed == "hello from the CLI", "the CLI call echoes")
 }
 
 fn main() -> ExitCode {
