@@ -21,6 +21,8 @@ use super::session::{NodeFid, Session};
 use super::Front;
 use crate::ipc::{ToFront, ToMonitor};
 
+/// For the TLS handshake and, separately, the version exchange: a client that
+/// says nothing does not keep its connection slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies queued for the writer; a client that stops reading stalls its own
 /// requests, not the front's memory.
@@ -122,7 +124,13 @@ pub async fn serve_connection(
         ..Limits::default()
     };
     let mut buf = BytesMut::with_capacity(8192);
-    let Some(limits) = negotiate(&mut rd, &mut buf, &out, server_limits).await else {
+    let negotiated = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        negotiate(&mut rd, &mut buf, &out, server_limits),
+    )
+    .await
+    .unwrap_or(None);
+    let Some(limits) = negotiated else {
         drop(out);
         let _ = writer.await;
         return;

@@ -68,6 +68,8 @@ impl Session {
     ) -> Result<(Arc<Session>, Arc<WorkerLink>, u32, Qid), Refused> {
         let (user, link) = front.worker_for(auth).await?;
         if !front.session_started(&user) {
+            // The monitor counted this session: tell it it never started.
+            front.monitor.notify(&ToMonitor::SessionEnd { auth }).await;
             return Err(Message::error(
                 ErrorCode::LimitExceeded,
                 format!("user {user} has the maximum number of sessions"),

@@ -330,6 +330,13 @@ impl Monitor {
                 .fail(auth, ErrorCode::Protocol, "authentication id in use")
                 .await;
         }
+        // The front validated it; the monitor does not take its word (the
+        // clone is made from this path).
+        if let Err(e) = srpc_proto::validate_path(&aname, srpc_proto::HARD_LIMITS.max_name) {
+            return self
+                .fail(auth, ErrorCode::Malformed, format!("aname: {e}"))
+                .await;
+        }
         let Ok(rhost) = rhost.parse::<IpAddr>() else {
             return self
                 .fail(auth, ErrorCode::Internal, "bad client address")
