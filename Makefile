@@ -24,5 +24,8 @@ demo:
 fmt:
 	$(CARGO) fmt --all
 
+# 1,000,000 executions per target (cargo install cargo-fuzz first; see fuzz/README.md).
 fuzz:
-	$(MAKE) -C fuzz run
+	cd fuzz && ./seed-from-spec.sh
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode_frame -- -runs=1000000 -print_final_stats=1
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run roundtrip -- -runs=1000000 -print_final_stats=1
