@@ -1,7 +1,7 @@
 # sRPC: the two entry points are `make demo` (the main job) and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt fuzz demo
+.PHONY: deps build test lint fmt fuzz demo bench
 
 deps:
 	./scripts/install-deps
@@ -20,6 +20,10 @@ test: lint
 # The main job: srpcd serving a demo tree that a client calls (root).
 demo:
 	./scripts/demo
+
+# Figures, not a test: echo calls through srpcd against a direct Unix socket (root).
+bench:
+	./scripts/bench
 
 fmt:
 	$(CARGO) fmt --all
