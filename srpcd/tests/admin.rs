@@ -152,19 +152,25 @@ async fn connections_per_source_are_limited() {
     let mut fx = Fixture::new();
     let o = opts(&mut fx, "[limits]\nconnections_per_source = 1\n");
     let daemon = support::start(&mut fx, &o, |_| {});
-    let first = daemon.dial().await;
+    // The harness's readiness probe held the one slot for a moment.
+    let first = dial_within(&daemon, Duration::from_secs(5)).await;
     let second = Client::dial(&daemon.addr, "localhost", daemon.trust.clone()).await;
     assert!(
         second.is_err(),
         "a second connection from 127.0.0.1 was served"
     );
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Client::dial(&daemon.addr, "localhost", daemon.trust.clone())
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the slot was not freed");
+    dial_within(&daemon, Duration::from_secs(5)).await;
+}
+
+/// Dials until it succeeds, failing the test after `limit`.
+async fn dial_within(daemon: &support::Daemon, limit: Duration) -> Client {
+    let deadline = Instant::now() + limit;
+    loop {
+        match Client::dial(&daemon.addr, "localhost", daemon.trust.clone()).await {
+            Ok(client) => return client,
+            Err(e) => assert!(Instant::now() < deadline, "no free slot: {e}"),
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -19,10 +19,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
 
 use serde::Deserialize;
-use srpc_os::{Credentials, ListenFdCommand};
+use srpc_os::ListenFdCommand;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::task::JoinHandle;
@@ -380,29 +379,9 @@ fn spawn_handler(
     idle_secs: u32,
 ) -> std::io::Result<tokio::process::Child> {
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
-    let account = &run_as.account;
     let mut cmd = ListenFdCommand::new(exe, fd, name);
-    for (k, v) in &run_as.env {
-        if !k.starts_with("LISTEN_") {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", &account.home)
-        .env("USER", &account.name)
-        .env("LOGNAME", &account.name)
-        .env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string())
-        .credentials(Credentials {
-            uid: account.uid,
-            gid: account.gid,
-            groups: account.groups.clone(),
-        });
-    let mut command = cmd.into_command().map_err(std::io::Error::other)?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .current_dir("/");
+    cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
+    let command = super::workers::as_user(cmd, &run_as.account, &run_as.env)?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     command.spawn()

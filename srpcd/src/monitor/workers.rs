@@ -52,29 +52,42 @@ impl Spawner {
             .arg("--user")
             .arg(&account.name);
         // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.
-        for (k, v) in pam_env {
-            if !k.starts_with("LISTEN_") {
-                cmd.env(k, v);
-            }
-        }
-        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &account.home)
-            .env("USER", &account.name)
-            .env("LOGNAME", &account.name)
-            .credentials(Credentials {
-                uid: account.uid,
-                gid: account.gid,
-                groups: account.groups.clone(),
-            });
-        let mut command = cmd.into_command().map_err(std::io::Error::other)?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .current_dir(Path::new("/"));
+        let mut command = as_user(cmd, account, pam_env)?;
         let child = command.spawn()?;
         Ok((child, OwnedFd::from(front_end)))
     }
+}
+
+/// Finishes a command that runs as `account`: the user's ids, PAM's
+/// environment plus the basics and nothing inherited, stdin/stdout on
+/// /dev/null, stderr to srpcd's log, `/` as working directory. Workers and
+/// per-user handlers both start this way.
+pub fn as_user(
+    mut cmd: ListenFdCommand,
+    account: &Account,
+    pam_env: &[(String, String)],
+) -> std::io::Result<std::process::Command> {
+    for (k, v) in pam_env {
+        if !k.starts_with("LISTEN_") {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &account.home)
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name)
+        .credentials(Credentials {
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.groups.clone(),
+        });
+    let mut command = cmd.into_command().map_err(std::io::Error::other)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .current_dir(Path::new("/"));
+    Ok(command)
 }
 
 /// All workers, by user name.
