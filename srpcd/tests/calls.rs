@@ -255,7 +255,8 @@ async fn a_crashed_handler_fails_its_call_and_the_next_call_starts_a_fresh_one()
     let a = login(&client, &alice).await;
     let echo = a.walk("/echo").await.unwrap();
     assert_eq!(&echo.append(&b"one"[..]).await.unwrap()[..], b"one");
-    let pids = pids_of("echo", uid_of(&alice));
+    let echo_exe = daemon.dir.join("tree/echo");
+    let pids = pids_of(&echo_exe, uid_of(&alice));
     assert_eq!(pids.len(), 1, "{pids:?}");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pids[0]).unwrap());
 
@@ -269,7 +270,7 @@ async fn a_crashed_handler_fails_its_call_and_the_next_call_starts_a_fresh_one()
     assert_eq!(err.code(), Some(ErrorCode::CallFailed), "{err}");
 
     assert_eq!(&echo.append(&b"three"[..]).await.unwrap()[..], b"three");
-    let now = pids_of("echo", uid_of(&alice));
+    let now = pids_of(&echo_exe, uid_of(&alice));
     assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now[0], pids[0]);
 }

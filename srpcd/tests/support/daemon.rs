@@ -260,11 +260,25 @@ pub fn install_example(name: &str, to: &Path, mode: u32) {
     fs::set_permissions(to, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// The pids of processes running `exe_name` as `uid`.
-pub fn pids_of(exe_name: &str, uid: u32) -> Vec<u32> {
-    processes(exe_name)
-        .into_iter()
-        .filter(|(_, u)| *u == uid)
-        .map(|(pid, _)| pid)
-        .collect()
+/// The pids of processes running the executable at `exe` as `uid` (by full
+/// path, so a handler of another test's tree is never taken for ours).
+pub fn pids_of(exe: &Path, uid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if fs::read_link(entry.path().join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let uid_now = status_field(pid, "Uid:").and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|u| u.parse::<u32>().ok())
+        });
+        if uid_now == Some(uid) {
+            found.push(pid);
+        }
+    }
+    found
 }
