@@ -239,6 +239,19 @@ async fn calls_run_as_the_caller_and_the_kernel_decides_who_may_call() {
     let a2 = login(&client, &alice).await;
     let err = call(&a2, "/admin/stats", b"").await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
+    // An ACL entry counts like the mode: execute for bob alone lets bob call.
+    let out = Command::new("setfacl")
+        .args(["-m", &format!("u:{bob}:x")])
+        .arg(&canonical)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setfacl: {out:?}");
+    let b3 = login(&client, &bob).await;
+    let stats = call(&b3, "/admin/stats", b"").await.unwrap();
+    assert!(String::from_utf8_lossy(&stats).contains(&bob));
+    let a3 = login(&client, &alice).await;
+    let err = call(&a3, "/admin/stats", b"").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

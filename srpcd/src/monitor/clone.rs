@@ -48,8 +48,9 @@ pub enum EndpointKind {
 /// One endpoint socket and the task serving it.
 struct Endpoint {
     kind: EndpointKind,
-    /// The canonical node's device, inode, owner, group and mode when cloned.
-    canonical: (u64, u64, u32, u32, u32),
+    /// The canonical node's device, inode, owner, group, mode and change time
+    /// (which moves with ACL changes too) when cloned.
+    canonical: (u64, u64, u32, u32, u32, i64, i64),
     task: JoinHandle<()>,
 }
 
@@ -179,7 +180,15 @@ impl Cloner {
         meta: &fs::Metadata,
     ) -> Result<(), String> {
         let socket = clone.dir.join("tree").join(rel);
-        let canonical = (meta.dev(), meta.ino(), meta.uid(), meta.gid(), meta.mode());
+        let canonical = (
+            meta.dev(),
+            meta.ino(),
+            meta.uid(),
+            meta.gid(),
+            meta.mode(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
         // Any change makes a new socket and stops the old one's handler, so
         // connections made under the old permissions end: the kernel checks
         // every caller again.
@@ -220,9 +229,15 @@ impl Cloner {
         // Permissions follow the canonical node at every sync.
         std::os::unix::fs::chown(&socket, Some(meta.uid()), Some(meta.gid()))
             .map_err(|e| format!("chown {}: {e}", socket.display()))?;
-        let mode = call_mode(&kind_of(clone, rel), meta.mode());
+        let kind = kind_of(clone, rel);
+        let mode = call_mode(&kind, meta.mode());
         fs::set_permissions(&socket, fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", socket.display()))
+            .map_err(|e| format!("chmod {}: {e}", socket.display()))?;
+        let may = match kind {
+            EndpointKind::Handler(_) => 0o1,
+            EndpointKind::Service(_) => 0o4,
+        };
+        super::acl::copy(&self.tree_root.join(rel), &socket, may)
     }
 }
 

@@ -2,6 +2,7 @@
 //! it is the front that connects, and answers the front's small set of typed
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
+mod acl;
 mod auth;
 mod clone;
 mod startup;
