@@ -299,3 +299,42 @@ async fn workers_are_reaped_when_idle_and_restarted_after_a_crash() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_negotiated_max_message_is_refused_not_sent() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let opts = Options {
+        service: fx.unix_service(),
+        idle_secs: 300,
+        extra: String::new(),
+    };
+    let daemon = support::start(&mut fx, &opts, |tree| {
+        fs::create_dir(tree.join("many")).unwrap();
+        fs::set_permissions(tree.join("many"), fs::Permissions::from_mode(0o755)).unwrap();
+        for i in 0..80 {
+            let p = tree.join(format!("many/endpoint-with-a-long-name-{i:03}"));
+            fs::write(&p, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    });
+    let small = srpc_proto::Limits {
+        max_message: 4096,
+        ..srpc_proto::Limits::default()
+    };
+    let client = srpc::client::DialOptions::new()
+        .limits(small)
+        .dial(&daemon.addr, "localhost", daemon.trust.clone())
+        .await
+        .unwrap();
+    assert_eq!(client.limits().max_message, 4096);
+    let s = client
+        .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    let many = s.walk("/many").await.unwrap();
+    let err = many.list().await.unwrap_err();
+    assert_eq!(server_code(&err), Some(ErrorCode::LimitExceeded), "{err}");
+    // The connection is fine afterwards.
+    assert_eq!(s.root().list().await.unwrap().len(), 1);
+}

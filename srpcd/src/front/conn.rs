@@ -338,12 +338,25 @@ impl Conn {
 
     /// Sends a request's reply unless the request was flushed meanwhile.
     async fn finish(&self, seq: u64, msg: Message) {
+        let mut frame = encode(&Frame::new(seq, msg));
+        if frame.len() > self.limits.max_message as usize {
+            // The client agreed to nothing larger (a handler's big reply).
+            let m = format!(
+                "the reply is {} bytes, over the connection's max_message of {}",
+                frame.len(),
+                self.limits.max_message
+            );
+            frame = encode(&Frame::new(
+                seq,
+                Message::error(ErrorCode::LimitExceeded, m),
+            ));
+        }
         let Ok(permit) = self.out.reserve().await else {
             return;
         };
         let mut inflight = lock(&self.inflight);
         if let Some(req) = inflight.remove(&seq) {
-            permit.send(encode(&Frame::new(seq, msg)));
+            permit.send(frame);
             req.done.notify_waiters();
         }
     }
