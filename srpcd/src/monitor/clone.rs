@@ -102,6 +102,10 @@ impl Cloner {
         aname: &str,
     ) -> Result<(), String> {
         let account = &run_as.account;
+        // The name becomes a directory name: it must be one plain element
+        // (PAM modules may rename the user).
+        srpc_proto::validate_name(&account.name, srpc_proto::HARD_LIMITS.max_name)
+            .map_err(|e| format!("user name {:?}: {e}", account.name))?;
         ensure_dir(&self.users_dir, 0o711, 0, 0)?;
         let dir = self.users_dir.join(&account.name);
         // The user's own, read and search only: nobody else can reach the
