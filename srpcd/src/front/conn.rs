@@ -532,9 +532,10 @@ impl Conn {
             AuthState::Running => (ToMonitor::AuthAnswer { auth: auth.id }, answers.encode()),
             AuthState::Authenticated | AuthState::Attached => {
                 *state = previous;
-                return Message::Rappend {
-                    data: Bytes::from(AuthStep::Authenticated.encode()),
-                };
+                return Message::error(
+                    ErrorCode::BadFid,
+                    "this conversation is over: the user is authenticated",
+                );
             }
             AuthState::Failed => {
                 return Message::error(
