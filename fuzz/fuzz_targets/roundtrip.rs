@@ -1,9 +1,10 @@
 //! Whatever decodes re-encodes to a frame that decodes to the same message, and
-//! the canonical encoding is a fixed point.
+//! the canonical encoding is a fixed point; append payloads that are PAM steps,
+//! answers or directory listings round-trip too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use srpc_proto::{decode, encode, AuthAnswers, AuthStep, Limits, Message};
+use srpc_proto::{decode, decode_listing, encode, encode_listing, AuthAnswers, AuthStep, Limits, Message};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
@@ -21,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(step) = AuthStep::decode(data) {
                 let enc = step.encode();
                 assert_eq!(AuthStep::decode(&enc), Ok(step));
+            }
+            // …or directory listings.
+            if let Ok(entries) = decode_listing(data) {
+                assert_eq!(decode_listing(&encode_listing(&entries)), Ok(entries));
             }
         }
     }
