@@ -316,7 +316,23 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn tmp_tree() -> PathBuf {
+    /// A scratch tree, removed when dropped (also when the test fails).
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn tmp_tree() -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "srpc-tree-{}-{}",
             std::process::id(),
@@ -325,7 +341,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("a/b")).unwrap();
         std::fs::write(dir.join("a/b/echo"), b"#!/bin/sh\n").unwrap();
         std::fs::write(dir.join("outside-secret"), b"x").unwrap();
-        dir
+        Scratch(dir)
     }
 
     fn rand_suffix() -> u64 {
@@ -366,7 +382,6 @@ mod tests {
         let names: Vec<String> = t.list(1).unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["b"]);
         assert_eq!(t.list(2).unwrap_err().code, ErrorCode::NotDirectory);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -389,7 +404,6 @@ mod tests {
             t.walk(1, 3, &names(&[".."])).unwrap_err().code,
             ErrorCode::Malformed
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -408,6 +422,5 @@ mod tests {
             t.attach(1, "u", "/missing").unwrap_err().code,
             ErrorCode::NoSuchNode
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
