@@ -17,10 +17,15 @@
 //! clock --socket /run/srpc/services/clock.sock
 //! ```
 
+// Clock binds its own fd-passing socket: it uses only part of the module.
+#[allow(dead_code)]
+#[path = "support/handler_main.rs"]
+mod handler_main;
+
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use srpc::handler::{serve, Bytes, Call, CallError, Listener};
+use srpc::handler::{Bytes, Call, CallError, Listener};
 
 const SECS_PER_DAY: u64 = 86_400;
 
@@ -34,7 +39,7 @@ pub(crate) fn main() -> ExitCode {
         eprintln!("usage: clock --socket PATH");
         return ExitCode::from(2);
     }
-    log_to_stderr();
+    handler_main::log_to_stderr();
     let listener = match Listener::bind_fd_passing(path) {
         Ok(listener) => listener,
         Err(e) => {
@@ -43,30 +48,7 @@ pub(crate) fn main() -> ExitCode {
         }
     };
     tracing::info!(socket = %path, "clock service listening");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("clock: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(listener, clock)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("clock: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn log_to_stderr() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    handler_main::run("clock", listener, clock)
 }
 
 async fn clock(call: Call) -> Result<Bytes, CallError> {

@@ -23,61 +23,19 @@
 //! stats --socket /tmp/stats.sock
 //! ```
 
-use std::os::unix::net::UnixListener;
+#[path = "support/handler_main.rs"]
+mod handler_main;
+
 use std::process::ExitCode;
 
-use srpc::handler::{serve, Bytes, Call, CallError, Caller, Listener};
+use srpc::handler::{Bytes, Call, CallError, Caller};
 
 const SECS_PER_MINUTE: u64 = 60;
 const SECS_PER_HOUR: u64 = 60 * SECS_PER_MINUTE;
 const SECS_PER_DAY: u64 = 24 * SECS_PER_HOUR;
 
 pub(crate) fn main() -> ExitCode {
-    // The listener comes first: taking LISTEN_FDS must happen before any thread.
-    let listener = match listener_from_args() {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("stats: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    log_to_stderr();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("stats: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(listener, stats)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stats: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn listener_from_args() -> Result<Listener, Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(Listener::from_env()?),
-        [flag, path] if flag == "--socket" => Ok(Listener::from_std(
-            UnixListener::bind(path)?,
-            "/admin/stats",
-        )),
-        _ => Err("usage: stats [--socket PATH]".into()),
-    }
-}
-
-fn log_to_stderr() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    handler_main::main_with("stats", "/admin/stats", stats)
 }
 
 async fn stats(call: Call) -> Result<Bytes, CallError> {

@@ -29,35 +29,15 @@
 //! `whoami --socket /tmp/whoami.sock`. It logs to stderr (`RUST_LOG` sets the level;
 //! `info` by default).
 
-use std::os::unix::net::UnixListener;
+#[path = "support/handler_main.rs"]
+mod handler_main;
+
 use std::process::ExitCode;
 
-use srpc::handler::{serve, Bytes, Call, CallError, Listener};
+use srpc::handler::{Bytes, Call, CallError};
 
 pub(crate) fn main() -> ExitCode {
-    // The listener comes first: taking LISTEN_FDS must happen before any thread.
-    let listener = match listener_from_args() {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("whoami: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    log_to_stderr();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("whoami: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(listener, whoami)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("whoami: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    handler_main::main_with("whoami", "/whoami", whoami)
 }
 
 async fn whoami(call: Call) -> Result<Bytes, CallError> {
@@ -78,25 +58,4 @@ async fn whoami(call: Call) -> Result<Bytes, CallError> {
         },
     });
     Ok(Bytes::from(reply.to_string()))
-}
-
-fn listener_from_args() -> Result<Listener, Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(Listener::from_env()?),
-        [flag, path] if flag == "--socket" => {
-            Ok(Listener::from_std(UnixListener::bind(path)?, "/whoami"))
-        }
-        _ => Err("usage: whoami [--socket PATH]".into()),
-    }
-}
-
-fn log_to_stderr() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
 }

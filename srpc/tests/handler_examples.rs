@@ -6,6 +6,9 @@
 //! itself with `SRPC_TEST_EXAMPLE=<name>` to run that example's `main`, which
 //! must take its socket before any thread starts — hence no libtest harness.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each example is a program of its own and loads the shared start-up module
+// (examples/support/handler_main.rs) itself; three of them are compiled in here.
+#![allow(clippy::duplicate_mod)]
 
 mod handler_support;
 

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustix::io::Errno;
 use srpc_proto::{ErrorCode, Limits, Message};
 use tokio::net::UnixStream;
 
@@ -71,11 +72,11 @@ impl Calls {
         // never by a path that could be swapped since.
         let path = format!("/proc/self/fd/{}", node.as_raw_fd());
         let stream = UnixStream::connect(&path).await.map_err(|e| {
-            let code = match e.raw_os_error() {
-                Some(libc_eacces) if libc_eacces == 13 || libc_eacces == 1 => {
-                    ErrorCode::PermissionDenied
-                }
-                Some(111) => ErrorCode::Unavailable,
+            let code = match e.raw_os_error().map(Errno::from_raw_os_error) {
+                // The kernel's DAC (or, later, SELinux) verdict for this user.
+                Some(Errno::ACCESS | Errno::PERM) => ErrorCode::PermissionDenied,
+                // Nobody listens: the endpoint is being re-created.
+                Some(Errno::CONNREFUSED) => ErrorCode::Unavailable,
                 _ => ErrorCode::CallFailed,
             };
             Message::Rerror {
