@@ -15,15 +15,11 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
-use srpc_os::ListenFdCommand;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::task::JoinHandle;
 
 use crate::users::Account;
@@ -210,16 +206,18 @@ impl Cloner {
                 .map_err(|e| format!("{}: {e}", socket.display()))?;
             let name = format!("/{}", rel.display());
             let task = match &kind {
-                EndpointKind::Handler(exe) => tokio::spawn(serve_handler(
+                EndpointKind::Handler(exe) => tokio::spawn(super::handlers::serve_handler(
                     listener,
                     exe.clone(),
                     name,
                     run_as.clone(),
                     self.handler_idle_secs,
                 )),
-                EndpointKind::Service(service) => {
-                    tokio::spawn(serve_service(listener, service.clone(), name))
-                }
+                EndpointKind::Service(service) => tokio::spawn(super::handlers::serve_service(
+                    listener,
+                    service.clone(),
+                    name,
+                )),
             };
             clone.endpoints.insert(
                 rel.to_owned(),
@@ -331,107 +329,6 @@ fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
 fn copy_dir_attrs(canon: &Path, clone: &Path) -> Result<(), String> {
     let meta = fs::symlink_metadata(canon).map_err(|e| format!("{}: {e}", canon.display()))?;
     ensure_dir(clone, meta.mode() & 0o7777, meta.uid(), meta.gid())
-}
-
-/// A per-user handler endpoint: when a connection waits and no handler runs,
-/// start one as the user with the socket as fd 3; it accepts from then on,
-/// and the monitor is out of the way until it exits.
-async fn serve_handler(
-    listener: UnixListener,
-    exe: PathBuf,
-    name: String,
-    run_as: RunAs,
-    idle_secs: u32,
-) {
-    let mut listener = listener;
-    loop {
-        // A fresh registration reports a connection already waiting (a
-        // handler that died with calls in its backlog), not only new ones.
-        // `AsyncFd::new` is deprecated because a `T` that does not own its fd
-        // could close it while registered; a `UnixListener` owns it for the
-        // whole registration, which is the sound case.
-        #[allow(deprecated)]
-        let Ok(watch) = AsyncFd::new(listener) else {
-            return;
-        };
-        let ready = watch.readable().await.map(drop);
-        listener = watch.into_inner();
-        if ready.is_err() {
-            return;
-        }
-        let child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
-            Ok(child) => child,
-            Err(e) => {
-                tracing::error!(
-                    endpoint = name,
-                    user = run_as.account.name,
-                    "starting {}: {e}",
-                    exe.display()
-                );
-                // Refuse what waits, so the call fails now rather than hangs.
-                while listener.accept().is_ok() {}
-                continue;
-            }
-        };
-        let mut child = child;
-        let pid = child.id();
-        tracing::info!(
-            endpoint = name,
-            user = run_as.account.name,
-            ?pid,
-            "handler started"
-        );
-        match child.wait().await {
-            Ok(status) => {
-                tracing::info!(endpoint = name, user = run_as.account.name, ?pid, %status, "handler exited");
-            }
-            Err(e) => tracing::error!(endpoint = name, "waiting for handler: {e}"),
-        }
-    }
-}
-
-fn spawn_handler(
-    listener: &UnixListener,
-    exe: &Path,
-    name: &str,
-    run_as: &RunAs,
-    idle_secs: u32,
-) -> std::io::Result<tokio::process::Child> {
-    let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
-    let mut cmd = ListenFdCommand::new(exe, fd, name);
-    cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
-    let command = super::workers::as_user(cmd, &run_as.account, &run_as.env)?;
-    let mut command = tokio::process::Command::from(command);
-    command.kill_on_drop(true);
-    command.spawn()
-}
-
-/// A service endpoint: each connection is handed to the service, which reads
-/// the caller from the kernel on it.
-async fn serve_service(listener: UnixListener, service: PathBuf, name: String) {
-    let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
-        return;
-    };
-    loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            return;
-        };
-        if let Err(e) = pass(&conn, &service, &name).await {
-            tracing::error!(
-                endpoint = name,
-                "handing a call to {}: {e}",
-                service.display()
-            );
-        }
-    }
-}
-
-async fn pass(conn: &tokio::net::UnixStream, service: &Path, name: &str) -> std::io::Result<()> {
-    let svc = tokio::net::UnixStream::connect(service).await?;
-    svc.async_io(Interest::WRITABLE, || {
-        srpc_os::send_fd(svc.as_fd(), conn.as_fd(), name.as_bytes()).map_err(std::io::Error::from)
-    })
-    .await
 }
 
 #[cfg(test)]

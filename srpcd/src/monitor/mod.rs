@@ -5,6 +5,7 @@
 mod acl;
 mod auth;
 mod clone;
+mod handlers;
 mod startup;
 mod workers;
 
