@@ -1,28 +1,45 @@
 //! The paper's attach: a user's session tree, cloned from the canonical tree.
 //!
-//! Directories are copied with the canonical owner, group and mode. Each
-//! endpoint becomes a Unix socket that the monitor owns, with the canonical
-//! owner and group, and a mode that gives read and write (what `connect`
-//! needs) to each class that may *execute* a handler executable (executing it
-//! is calling it) or *read* a service descriptor. So `chmod`, `chown` and
-//! group membership on the canonical tree decide, through the kernel, who may
-//! call.
+//! Directories become directories and endpoints become Unix sockets the
+//! monitor binds; each gets the owner, group, mode and ACL that
+//! [`super::attrs`] computes from its canonical node, so `chmod`, `chown`,
+//! `setfacl` and group membership on the canonical tree decide, through the
+//! kernel, who may call.
 //!
-//! The clone of user U lives in `<runtime>/users/U/tree`; `<runtime>/users/U`
-//! is U's own and not searchable by anyone else, so no other user can reach U's
-//! sockets. Symlinks and hard-linked files in the canonical tree are not
-//! cloned: a clone holds only directories and sockets made here.
+//! Root must never be turned against the host here, so:
+//! - `<runtime>/users/U` is root's, mode 0700 plus an ACL entry giving U
+//!   search only, and no node below it is owned by U or writable by anyone
+//!   but root: U cannot rename, plant or chmod anything in its clone;
+//! - every operation is relative to a directory fd the monitor opened itself,
+//!   with no symlink followed ([`super::fsat`]); sockets are made in root's
+//!   own staging directory, given their attributes there, and renamed into
+//!   place;
+//! - the canonical tree is read the same way, and a descriptor file through
+//!   an `O_NOFOLLOW` fd with a size cap.
+//!
+//! Symlinks, hard-linked files and anything but directories, executables and
+//! descriptors in the canonical tree are not cloned: a clone holds only
+//! directories and sockets made here.
 
 use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use rustix::fs::FileType;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
+use super::attrs::{self, Canonical, NodeKind};
+use super::fsat;
 use crate::users::Account;
+
+/// Largest service descriptor read (it holds one short line).
+const MAX_DESCRIPTOR: usize = 4096;
 
 /// What a non-executable endpoint file holds: where its service listens.
 #[derive(Debug, Deserialize)]
@@ -41,12 +58,31 @@ pub enum EndpointKind {
     Service(PathBuf),
 }
 
+impl EndpointKind {
+    fn node(&self) -> NodeKind {
+        match self {
+            EndpointKind::Handler(_) => NodeKind::Handler,
+            EndpointKind::Service(_) => NodeKind::Service,
+        }
+    }
+}
+
+/// A canonical node as cloned: any change re-creates the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    /// Moves with every chmod, chown and ACL change too.
+    ctime: (i64, i64),
+    attrs: Canonical,
+}
+
 /// One endpoint socket and the task serving it.
 struct Endpoint {
     kind: EndpointKind,
-    /// The canonical node's device, inode, owner, group, mode and change time
-    /// (which moves with ACL changes too) when cloned.
-    canonical: (u64, u64, u32, u32, u32, i64, i64),
+    canonical: Fingerprint,
+    /// The socket's inode in the clone.
+    ino: u64,
     task: JoinHandle<()>,
 }
 
@@ -57,19 +93,26 @@ impl Drop for Endpoint {
     }
 }
 
-/// How clones are made.
+/// Where clones are made: directory fds opened once, at start.
 pub struct Cloner {
     /// The canonical tree.
-    pub tree_root: PathBuf,
-    /// `<runtime>/users`.
-    pub users_dir: PathBuf,
+    tree_root: PathBuf,
+    /// `<runtime>/users` as a path, for the worker's `--tree-root`.
+    users_path: PathBuf,
+    /// `<runtime>/users`: root's, 0711.
+    users: Arc<OwnedFd>,
+    /// `<runtime>/staging`: root's, 0700; sockets are made here, and clones
+    /// being removed wait here.
+    staging: Arc<OwnedFd>,
     /// Per-user handlers exit after this long without connections.
-    pub handler_idle_secs: u32,
+    handler_idle_secs: u32,
+    /// Names in the staging directory.
+    serial: AtomicU64,
 }
 
 /// One user's clone.
 pub struct UserClone {
-    dir: PathBuf,
+    name: String,
     endpoints: HashMap<PathBuf, Endpoint>,
 }
 
@@ -82,15 +125,59 @@ pub struct RunAs {
     pub env: Vec<(String, String)>,
 }
 
+/// What one sync works on.
+struct Sync<'a> {
+    cloner: &'a Cloner,
+    clone: &'a mut UserClone,
+    run_as: &'a RunAs,
+}
+
 impl Cloner {
+    /// Opens `runtime` (made root's, 0755, by startup) and makes `users` and
+    /// `staging` afresh below it: whatever an earlier run left there goes,
+    /// removed without following anything in it.
+    pub fn new(tree_root: PathBuf, runtime: &Path, handler_idle_secs: u32) -> io::Result<Cloner> {
+        let run = fsat::open_root(runtime)?;
+        let root_only = |mode: u32| attrs::CloneAttrs {
+            uid: 0,
+            gid: 0,
+            mode,
+            acl: None,
+        };
+        // `monitor` held the front's socket before srpcd handed the front a
+        // socketpair; it goes too.
+        for name in ["users", "staging", "monitor"] {
+            fsat::remove(run.as_fd(), OsStr::new(name), 0)?;
+        }
+        let users = fsat::ensure_dir(run.as_fd(), OsStr::new("users"))?;
+        fsat::apply(users.as_fd(), &root_only(0o711))?;
+        let staging = fsat::ensure_dir(run.as_fd(), OsStr::new("staging"))?;
+        fsat::apply(staging.as_fd(), &root_only(0o700))?;
+        Ok(Cloner {
+            tree_root,
+            users_path: runtime.join("users"),
+            users: Arc::new(users),
+            staging: Arc::new(staging),
+            handler_idle_secs,
+            serial: AtomicU64::new(0),
+        })
+    }
+
     /// The root of `user`'s clone, where the worker walks.
     pub fn tree_of(&self, user: &str) -> PathBuf {
-        self.users_dir.join(user).join("tree")
+        self.users_path.join(user).join("tree")
+    }
+
+    fn staging_name(&self, what: &str) -> OsString {
+        OsString::from(format!(
+            "{what}.{}",
+            self.serial.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 
     /// Makes or brings up to date the clone of the subtree at `aname` for the
-    /// user: new canonical nodes appear, removed ones go, owners and modes
-    /// follow the canonical tree.
+    /// user: new canonical nodes appear, removed ones go, attributes follow
+    /// the canonical tree.
     pub fn sync(
         &self,
         clone: &mut Option<UserClone>,
@@ -102,251 +189,296 @@ impl Cloner {
         // (PAM modules may rename the user).
         srpc_proto::validate_name(&account.name, srpc_proto::HARD_LIMITS.max_name)
             .map_err(|e| format!("user name {:?}: {e}", account.name))?;
-        ensure_dir(&self.users_dir, 0o711, 0, 0)?;
-        let dir = self.users_dir.join(&account.name);
-        // The user's own, read and search only: nobody else can reach the
-        // sockets below, and the user cannot rearrange them.
-        ensure_dir(&dir, 0o500, account.uid, account.gid)?;
+        let name = OsStr::new(&account.name);
+        let here = |what: &'static str| {
+            let user = account.name.clone();
+            move |e: io::Error| format!("clone of {user}: {what}: {e}")
+        };
+        let dir = fsat::ensure_dir(self.users.as_fd(), name).map_err(here("users/<user>"))?;
+        fsat::apply(dir.as_fd(), &attrs::private_to(account.uid, 0))
+            .map_err(here("users/<user>"))?;
         let clone = clone.get_or_insert_with(|| UserClone {
-            dir: dir.clone(),
+            name: account.name.clone(),
             endpoints: HashMap::new(),
         });
-        let tree = dir.join("tree");
-        copy_dir_attrs(&self.tree_root, &tree)?;
+        let mut canon = fsat::open_root(&self.tree_root)
+            .map_err(|e| format!("{}: {e}", self.tree_root.display()))?;
+        let mut target = fsat::ensure_dir(dir.as_fd(), OsStr::new("tree")).map_err(here("tree"))?;
+        let mut sync = Sync {
+            cloner: self,
+            clone,
+            run_as,
+        };
+        sync.dir_attrs(canon.as_fd(), target.as_fd(), Path::new("/"))?;
         // The directories down to the attach point, as in the canonical tree.
         let mut rel = PathBuf::new();
         for part in Path::new(aname).components() {
-            let Component::Normal(name) = part else {
+            let Component::Normal(part) = part else {
                 continue;
             };
-            rel.push(name);
-            let canon = self.tree_root.join(&rel);
-            let meta =
-                fs::symlink_metadata(&canon).map_err(|e| format!("{}: {e}", canon.display()))?;
-            if !meta.is_dir() {
-                return Err(format!("{}: not a directory", canon.display()));
-            }
-            copy_dir_attrs(&canon, &tree.join(&rel))?;
+            rel.push(part);
+            let next = fsat::open_dir(canon.as_fd(), part)
+                .map_err(|e| format!("{}: {e}", self.tree_root.join(&rel).display()))?;
+            let next_target =
+                fsat::ensure_dir(target.as_fd(), part).map_err(here("attach path"))?;
+            sync.dir_attrs(next.as_fd(), next_target.as_fd(), &rel)?;
+            canon = next;
+            target = next_target;
         }
-        self.sync_dir(clone, run_as, &rel)
+        sync.dir(
+            canon.as_fd(),
+            target.as_fd(),
+            &rel,
+            rel.components().count(),
+        )
     }
 
-    fn sync_dir(&self, clone: &mut UserClone, run_as: &RunAs, rel: &Path) -> Result<(), String> {
-        let canon = self.tree_root.join(rel);
-        let target = clone.dir.join("tree").join(rel);
-        let mut keep = Vec::new();
-        let entries = fs::read_dir(&canon).map_err(|e| format!("{}: {e}", canon.display()))?;
-        for entry in entries.flatten() {
-            let name = PathBuf::from(entry.file_name());
-            let child = rel.join(&name);
-            let path = canon.join(&name);
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                copy_dir_attrs(&path, &target.join(&name))?;
-                self.sync_dir(clone, run_as, &child)?;
-                keep.push(name);
-                continue;
+    /// Removes the clone and stops its handlers. The directory is renamed into
+    /// root's staging directory at once (so a new login makes a fresh one) and
+    /// emptied by the returned job, which may take long and runs off the loop.
+    pub fn remove(&self, clone: UserClone) -> impl FnOnce() + Send + 'static {
+        let name = clone.name.clone();
+        drop(clone);
+        let gone = self.staging_name("gone");
+        let moved = fsat::rename(
+            self.users.as_fd(),
+            OsStr::new(&name),
+            self.staging.as_fd(),
+            &gone,
+        );
+        let staging = Arc::clone(&self.staging);
+        move || {
+            let removed = moved.and_then(|()| fsat::remove(staging.as_fd(), &gone, 0));
+            if let Err(e) = removed {
+                tracing::warn!(user = name, "removing the clone: {e}");
             }
-            let Some(kind) = endpoint_kind(&path, &meta) else {
+        }
+    }
+}
+
+impl Sync<'_> {
+    /// Gives the clone directory `target` the attributes of `canon`.
+    fn dir_attrs(
+        &mut self,
+        canon: BorrowedFd<'_>,
+        target: BorrowedFd<'_>,
+        rel: &Path,
+    ) -> Result<(), String> {
+        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", rel.display());
+        let canonical = canonical_of(canon).map_err(|e| at(&e))?.1;
+        let attrs = attrs::translate(&canonical, NodeKind::Dir, self.run_as.account.uid)
+            .map_err(|e| at(&e))?;
+        fsat::apply(target, &attrs).map_err(|e| at(&e))
+    }
+
+    fn dir(
+        &mut self,
+        canon: BorrowedFd<'_>,
+        target: BorrowedFd<'_>,
+        rel: &Path,
+        depth: usize,
+    ) -> Result<(), String> {
+        let at = |e: io::Error| format!("{}: {e}", rel.display());
+        let mut keep: Vec<OsString> = Vec::new();
+        for entry in fsat::names(canon).map_err(at)? {
+            let name = fsat::os(&entry);
+            let child = rel.join(name);
+            let Ok(st) = fsat::stat_at(canon, name) else {
                 continue;
             };
-            self.sync_endpoint(clone, run_as, &child, kind, &meta)?;
-            keep.push(name);
+            match fsat::kind(&st) {
+                FileType::Directory => {
+                    if depth + 1 > fsat::MAX_DEPTH {
+                        tracing::warn!(
+                            "{}: not cloned: nested deeper than {} directories",
+                            child.display(),
+                            fsat::MAX_DEPTH
+                        );
+                        continue;
+                    }
+                    let Ok(sub) = fsat::open_dir(canon, name) else {
+                        continue;
+                    };
+                    let sub_target = fsat::ensure_dir(target, name).map_err(at)?;
+                    self.dir_attrs(sub.as_fd(), sub_target.as_fd(), &child)?;
+                    self.dir(sub.as_fd(), sub_target.as_fd(), &child, depth + 1)?;
+                    keep.push(name.to_owned());
+                }
+                FileType::RegularFile => {
+                    let Some((kind, fingerprint)) = self.endpoint_kind(canon, name, &child) else {
+                        continue;
+                    };
+                    self.endpoint(target, name, &child, kind, fingerprint)?;
+                    keep.push(name.to_owned());
+                }
+                // Symlinks, sockets, devices: never cloned.
+                _ => {}
+            }
         }
         // What the canonical tree no longer has goes from the clone too.
-        if let Ok(existing) = fs::read_dir(&target) {
-            for entry in existing.flatten() {
-                let name = PathBuf::from(entry.file_name());
-                if keep.contains(&name) {
-                    continue;
-                }
-                let child = rel.join(&name);
-                clone.endpoints.retain(|p, _| !p.starts_with(&child));
-                let path = target.join(&name);
-                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        for entry in fsat::names(target).map_err(at)? {
+            let name = fsat::os(&entry);
+            if keep.iter().any(|k| k == name) {
+                continue;
             }
+            let child = rel.join(name);
+            self.clone.endpoints.retain(|p, _| !p.starts_with(&child));
+            fsat::remove(target, name, depth).map_err(at)?;
         }
         Ok(())
     }
 
-    fn sync_endpoint(
+    /// Whether a canonical file is an endpoint, which kind, and its
+    /// fingerprint, all read from one `O_PATH` fd of it.
+    fn endpoint_kind(
         &self,
-        clone: &mut UserClone,
-        run_as: &RunAs,
+        canon: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+    ) -> Option<(EndpointKind, Fingerprint)> {
+        let path = self.cloner.tree_root.join(rel);
+        let node = fsat::open_node(canon, name).ok()?;
+        let (st, fingerprint) = match canonical_of(node.as_fd()) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("{}: not cloned: {e}", path.display());
+                return None;
+            }
+        };
+        if fsat::kind(&st) != FileType::RegularFile {
+            return None;
+        }
+        if st.st_nlink > 1 {
+            tracing::warn!(
+                "{}: not cloned: it has {} hard links (an endpoint must be a file of its own)",
+                path.display(),
+                st.st_nlink
+            );
+            return None;
+        }
+        let fingerprint = Fingerprint {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+            attrs: fingerprint,
+        };
+        if st.st_mode & 0o111 != 0 {
+            return Some((EndpointKind::Handler(path), fingerprint));
+        }
+        let text = match fsat::read_small(canon, name, MAX_DESCRIPTOR) {
+            Ok(bytes) => String::from_utf8(bytes).ok(),
+            Err(e) => {
+                tracing::warn!("{}: not cloned: {e}", path.display());
+                return None;
+            }
+        };
+        let Some(text) = text else {
+            tracing::warn!("{}: not cloned: not UTF-8", path.display());
+            return None;
+        };
+        match toml::from_str::<Descriptor>(&text) {
+            Ok(d) if d.service.is_absolute() => {
+                Some((EndpointKind::Service(d.service), fingerprint))
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "{}: not cloned: `service` must be an absolute path",
+                    path.display()
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: not cloned: not a service descriptor: {}",
+                    path.display(),
+                    e.message()
+                );
+                None
+            }
+        }
+    }
+
+    fn endpoint(
+        &mut self,
+        target: BorrowedFd<'_>,
+        name: &OsStr,
         rel: &Path,
         kind: EndpointKind,
-        meta: &fs::Metadata,
+        canonical: Fingerprint,
     ) -> Result<(), String> {
-        let socket = clone.dir.join("tree").join(rel);
-        let canonical = (
-            meta.dev(),
-            meta.ino(),
-            meta.uid(),
-            meta.gid(),
-            meta.mode(),
-            meta.ctime(),
-            meta.ctime_nsec(),
-        );
+        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", rel.display());
+        let attrs = attrs::translate(&canonical.attrs, kind.node(), self.run_as.account.uid)
+            .map_err(|e| at(&e))?;
+        // Unchanged, and the socket still the one we made: nothing to do.
+        if let Some(e) = self.clone.endpoints.get(rel) {
+            let in_place = fsat::open_node(target, name)
+                .and_then(|fd| fsat::stat(fd.as_fd()))
+                .is_ok_and(|st| st.st_ino == e.ino && fsat::kind(&st) == FileType::Socket);
+            if e.kind == kind && e.canonical == canonical && in_place {
+                return Ok(());
+            }
+        }
         // Any change makes a new socket and stops the old one's handler, so
         // connections made under the old permissions end: the kernel checks
         // every caller again.
-        let same = clone
-            .endpoints
-            .get(rel)
-            .is_some_and(|e| e.kind == kind && e.canonical == canonical);
-        if !same {
-            clone.endpoints.remove(rel);
-            let _ = fs::remove_dir_all(&socket).or_else(|_| fs::remove_file(&socket));
-            let listener =
-                UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| format!("{}: {e}", socket.display()))?;
-            let name = format!("/{}", rel.display());
-            let task = match &kind {
-                EndpointKind::Handler(exe) => tokio::spawn(super::handlers::serve_handler(
-                    listener,
-                    exe.clone(),
-                    name,
-                    run_as.clone(),
-                    self.handler_idle_secs,
-                )),
-                EndpointKind::Service(service) => tokio::spawn(super::handlers::serve_service(
-                    listener,
-                    service.clone(),
-                    name,
-                )),
-            };
-            clone.endpoints.insert(
-                rel.to_owned(),
-                Endpoint {
-                    kind,
-                    canonical,
-                    task,
-                },
-            );
-        }
-        // Permissions follow the canonical node at every sync.
-        std::os::unix::fs::chown(&socket, Some(meta.uid()), Some(meta.gid()))
-            .map_err(|e| format!("chown {}: {e}", socket.display()))?;
-        let kind = kind_of(clone, rel);
-        let mode = call_mode(&kind, meta.mode());
-        fs::set_permissions(&socket, fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", socket.display()))?;
-        let may = match kind {
-            EndpointKind::Handler(_) => 0o1,
-            EndpointKind::Service(_) => 0o4,
+        self.clone.endpoints.remove(rel);
+        let staging = self.cloner.staging.as_fd();
+        let tmp = self.cloner.staging_name("sock");
+        let made = UnixListener::bind(fsat::path_in(staging, &tmp)).and_then(|listener| {
+            let node = fsat::open_node(staging, &tmp)?;
+            fsat::apply(node.as_fd(), &attrs)?;
+            let ino = fsat::stat(node.as_fd())?.st_ino;
+            if fsat::stat_at(target, name).is_ok_and(|st| fsat::kind(&st) == FileType::Directory) {
+                fsat::remove(target, name, 0)?;
+            }
+            fsat::rename(staging, &tmp, target, name)?;
+            listener.set_nonblocking(true)?;
+            Ok((listener, ino))
+        });
+        let (listener, ino) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = fsat::remove(staging, &tmp, 0);
+                return Err(at(&e));
+            }
         };
-        super::acl::copy(&self.tree_root.join(rel), &socket, may)
-    }
-}
-
-impl UserClone {
-    /// Removes the clone and stops its handlers.
-    pub fn remove(self) {
-        let dir = self.dir.clone();
-        drop(self);
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            tracing::warn!("removing {}: {e}", dir.display());
-        }
-    }
-}
-
-fn kind_of(clone: &UserClone, rel: &Path) -> EndpointKind {
-    clone
-        .endpoints
-        .get(rel)
-        .map_or(EndpointKind::Service(PathBuf::new()), |e| e.kind.clone())
-}
-
-/// The socket mode for a canonical endpoint: read and write (connect) for each
-/// class that may execute a handler, or read a service descriptor.
-pub fn call_mode(kind: &EndpointKind, canonical: u32) -> u32 {
-    let bits: [(u32, u32); 3] = match kind {
-        EndpointKind::Handler(_) => [(0o100, 0o600), (0o010, 0o060), (0o001, 0o006)],
-        EndpointKind::Service(_) => [(0o400, 0o600), (0o040, 0o060), (0o004, 0o006)],
-    };
-    bits.iter()
-        .filter(|(may, _)| canonical & may != 0)
-        .fold(0, |mode, (_, rw)| mode | rw)
-}
-
-/// Whether a canonical file is an endpoint, and which kind.
-fn endpoint_kind(path: &Path, meta: &fs::Metadata) -> Option<EndpointKind> {
-    if !meta.file_type().is_file() {
-        // Symlinks, sockets, devices: never cloned.
-        return None;
-    }
-    if meta.nlink() > 1 {
-        tracing::warn!(
-            "{}: not cloned: it has {} hard links (an endpoint must be a file of its own)",
-            path.display(),
-            meta.nlink()
+        let endpoint = format!("/{}", rel.display());
+        let task = match &kind {
+            EndpointKind::Handler(exe) => tokio::spawn(super::handlers::serve_handler(
+                listener,
+                exe.clone(),
+                endpoint,
+                self.run_as.clone(),
+                self.cloner.handler_idle_secs,
+            )),
+            EndpointKind::Service(service) => tokio::spawn(super::handlers::serve_service(
+                listener,
+                service.clone(),
+                endpoint,
+            )),
+        };
+        self.clone.endpoints.insert(
+            rel.to_owned(),
+            Endpoint {
+                kind,
+                canonical,
+                ino,
+                task,
+            },
         );
-        return None;
-    }
-    if meta.mode() & 0o111 != 0 {
-        return Some(EndpointKind::Handler(path.to_owned()));
-    }
-    let text = fs::read_to_string(path).ok()?;
-    match toml::from_str::<Descriptor>(&text) {
-        Ok(d) if d.service.is_absolute() => Some(EndpointKind::Service(d.service)),
-        Ok(_) => {
-            tracing::warn!(
-                "{}: not cloned: `service` must be an absolute path",
-                path.display()
-            );
-            None
-        }
-        Err(e) => {
-            tracing::warn!(
-                "{}: not cloned: not a service descriptor: {}",
-                path.display(),
-                e.message()
-            );
-            None
-        }
+        Ok(())
     }
 }
 
-fn ensure_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            fs::remove_file(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        Err(_) => fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?,
-    }
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-        .map_err(|e| format!("chown {}: {e}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", dir.display()))
-}
-
-fn copy_dir_attrs(canon: &Path, clone: &Path) -> Result<(), String> {
-    let meta = fs::symlink_metadata(canon).map_err(|e| format!("{}: {e}", canon.display()))?;
-    ensure_dir(clone, meta.mode() & 0o7777, meta.uid(), meta.gid())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{call_mode, EndpointKind};
-    use std::path::PathBuf;
-
-    #[test]
-    fn who_may_execute_a_handler_or_read_a_descriptor_may_call() {
-        let handler = EndpointKind::Handler(PathBuf::new());
-        assert_eq!(call_mode(&handler, 0o755), 0o666);
-        assert_eq!(call_mode(&handler, 0o750), 0o660);
-        assert_eq!(call_mode(&handler, 0o700), 0o600);
-        assert_eq!(call_mode(&handler, 0o644), 0o000);
-        assert_eq!(call_mode(&handler, 0o4711), 0o666);
-        let service = EndpointKind::Service(PathBuf::new());
-        assert_eq!(call_mode(&service, 0o644), 0o666);
-        assert_eq!(call_mode(&service, 0o640), 0o660);
-        assert_eq!(call_mode(&service, 0o600), 0o600);
-    }
+/// A canonical node's `fstat` and access attributes, read from its own fd.
+fn canonical_of(fd: BorrowedFd<'_>) -> io::Result<(rustix::fs::Stat, Canonical)> {
+    let st = fsat::stat(fd)?;
+    let acl = fsat::acl_of(fd)?;
+    let attrs = Canonical {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode & 0o7777,
+        acl,
+    };
+    Ok((st, attrs))
 }

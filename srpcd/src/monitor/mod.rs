@@ -2,9 +2,10 @@
 //! it is the front that connects, and answers the front's small set of typed
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
-mod acl;
+mod attrs;
 mod auth;
 mod clone;
+mod fsat;
 mod handlers;
 mod startup;
 mod workers;
@@ -109,6 +110,16 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     send_configure(&chan, &config, &tls).await?;
     drop(tls);
 
+    let cloner = clone::Cloner::new(
+        config.tree.root.clone(),
+        runtime,
+        u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
+    )
+    .map_err(StartError::io(format!(
+        "preparing {}/users and {}/staging",
+        runtime.display(),
+        runtime.display()
+    )))?;
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
     let mut m = Monitor {
         config_path,
@@ -117,12 +128,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         spawner: Spawner {
             program: worker_bin,
         },
-        cloner: clone::Cloner {
-            tree_root: config.tree.root.clone(),
-            users_dir: config.tree.runtime_dir.join("users"),
-            handler_idle_secs: u32::try_from(config.workers.idle_timeout.as_secs())
-                .unwrap_or(u32::MAX),
-        },
+        cloner,
         clones: HashMap::new(),
         config,
         chan: Arc::clone(&chan),
@@ -316,8 +322,9 @@ impl Monitor {
                         if w.sessions == 0 {
                             w.idle_since = Some(Instant::now());
                             // The user's last session: the clone goes.
+                            // (off the loop: a big tree takes a while).
                             if let Some(c) = self.clones.remove(&user) {
-                                c.remove();
+                                tokio::task::spawn_blocking(self.cloner.remove(c));
                             }
                         }
                     }
@@ -658,7 +665,7 @@ impl Monitor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for (_, c) in self.clones.drain() {
-            c.remove();
+            let _ = tokio::task::spawn_blocking(self.cloner.remove(c)).await;
         }
         for (user, mut w) in self.workers.by_user.drain() {
             if let Some(mut child) = w.child.take() {
