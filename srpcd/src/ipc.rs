@@ -1,6 +1,8 @@
 //! The monitor ↔ front channel: one small enum each way, over a Unix seqpacket
-//! socket so each message arrives whole and a worker link fd rides with the
-//! message it belongs to.
+//! socketpair so each message arrives whole and a worker link fd rides with the
+//! message it belongs to. The front inherits its end at spawn (fd 3, named
+//! [`FRONT_CHANNEL_NAME`]): there is no socket path anyone could swap, and the
+//! peer is the front by construction.
 //!
 //! A message is `u32 header length | header JSON | payload`. The header is the
 //! typed request or reply; the payload carries the PAM conversation (answers in,
@@ -82,10 +84,16 @@ pub struct FrontSettings {
     pub allow_tls12: bool,
 }
 
+/// `LISTEN_FDNAMES` of the front's end of the channel (its fd 3).
+pub const FRONT_CHANNEL_NAME: &str = "srpc-monitor";
+
 /// Messages from the monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ToFront {
+    /// The TLS listening socket, first thing on the channel (its fd rides
+    /// with this message).
+    Listener,
     /// Settings and TLS credentials, at start and after each reload. Payload:
     /// the certificate chain PEM (`cert_len` bytes), then the private key PEM.
     /// The key file stays readable by root only; the front holds the key in

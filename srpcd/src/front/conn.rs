@@ -565,7 +565,7 @@ impl Conn {
             ToFront::Failed { code, message, .. } => {
                 Message::error(ErrorCode::from_number(code), message)
             }
-            ToFront::Worker { .. } | ToFront::Configure { .. } => {
+            ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {
                 Message::error(ErrorCode::Internal, "the monitor answered out of turn")
             }
         }

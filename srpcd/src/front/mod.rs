@@ -22,7 +22,7 @@ pub use monitor_client::{MonitorClient, MonitorGone};
 pub use tls::acceptor as tls_acceptor;
 pub use worker_link::WorkerLink;
 
-use crate::ipc::{Channel, FrontSettings, ToFront};
+use crate::ipc::{Channel, FrontSettings, ToFront, FRONT_CHANNEL_NAME};
 
 /// State shared by all connections of the front.
 pub struct Front {
@@ -133,9 +133,9 @@ impl Drop for SourceGuard {
     }
 }
 
-/// Runs the front on `listener` until the monitor goes away or `shutdown`
-/// resolves; then stops accepting and lets open connections finish their
-/// in-flight requests.
+/// Runs the front on `listener` until the monitor closes the channel or
+/// `shutdown` resolves; then stops accepting and lets open connections finish
+/// their in-flight requests.
 pub async fn run(
     listener: TcpListener,
     chan: Channel,
@@ -156,16 +156,23 @@ pub async fn run(
     });
     tls::apply(&front, first);
     let reconfigure = Arc::clone(&front);
+    // Ends when the monitor's channel closes: the front stops serving then.
+    let (gone_tx, mut monitor_gone) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         while let Some(env) = configure_rx.recv().await {
             tls::apply(&reconfigure, env);
         }
+        drop(gone_tx);
     });
     let open = Arc::new(());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
+            _ = &mut monitor_gone => {
+                tracing::error!("the monitor closed its channel; stopping");
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -211,25 +218,60 @@ pub async fn run(
 /// How long open connections have to finish their requests at shutdown.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// The front process: adopts the TLS listener (fd 3), connects to the
-/// monitor, serves until SIGTERM, then drains.
-pub async fn main(monitor_socket: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+/// The front process: hardens itself, adopts its end of the monitor channel
+/// (fd 3), takes the TLS listener the monitor sends first, serves until SIGTERM
+/// or until the monitor goes, then drains.
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    harden()?;
     let mut fds = srpc_os::listen_fds()?;
-    let Some((fd, _)) = fds.pop() else {
-        return Err("no listening socket passed (LISTEN_FDS)".into());
+    let Some((fd, name)) = fds.pop() else {
+        return Err("no monitor channel passed (LISTEN_FDS)".into());
     };
-    if !fds.is_empty() {
-        return Err("more than one socket passed".into());
+    if !fds.is_empty() || name.as_deref() != Some(FRONT_CHANNEL_NAME) {
+        return Err(
+            format!("expected only the {FRONT_CHANNEL_NAME} fd (started by srpcd only)").into(),
+        );
     }
-    let std_listener = std::net::TcpListener::from(fd);
-    std_listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(std_listener)?;
-    let sock = tokio_seqpacket::UnixSeqpacket::connect(monitor_socket).await?;
+    rustix::io::ioctl_fionbio(&fd, true)?;
+    let chan = Channel::new(tokio_seqpacket::UnixSeqpacket::try_from(fd)?);
+    let first = chan.recv::<ToFront>().await?;
+    let listener = match first {
+        Some(crate::ipc::Envelope {
+            msg: ToFront::Listener,
+            fd: Some(fd),
+            ..
+        }) => std::net::TcpListener::from(fd),
+        _ => return Err("the monitor did not send the TLS listener first".into()),
+    };
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    run(listener, Channel::new(sock), async move {
+    run(listener, chan, async move {
         sigterm.recv().await;
     })
     .await?;
+    Ok(())
+}
+
+/// The front holds the TLS key and sees passwords in transit: no core dumps,
+/// no ptrace or /proc/<pid>/mem by other processes of its uid (audit L3), and
+/// SIGTERM when the monitor dies, so it never serves without one.
+fn harden() -> Result<(), Box<dyn std::error::Error>> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
+    debug_assert_eq!(getrlimit(Resource::Core).maximum, Some(0));
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    // The monitor may have died before the line above took effect.
+    if rustix::process::getppid().map_or(true, rustix::process::Pid::is_init) {
+        return Err("the monitor is gone".into());
+    }
     Ok(())
 }
 
@@ -250,7 +292,7 @@ impl ToFront {
     /// The authentication a reply is about (none for `Configure`).
     pub fn auth(&self) -> Option<u64> {
         match self {
-            ToFront::Configure { .. } => None,
+            ToFront::Configure { .. } | ToFront::Listener => None,
             ToFront::AuthStep { auth }
             | ToFront::Failed { auth, .. }
             | ToFront::Worker { auth, .. } => Some(*auth),

@@ -178,10 +178,9 @@ impl Front {
             ToFront::Failed { code, message, .. } => {
                 Err(Message::error(ErrorCode::from_number(code), message))
             }
-            ToFront::AuthStep { .. } | ToFront::Configure { .. } => Err(Message::error(
-                ErrorCode::Internal,
-                "the monitor answered out of turn",
-            )),
+            ToFront::AuthStep { .. } | ToFront::Configure { .. } | ToFront::Listener => Err(
+                Message::error(ErrorCode::Internal, "the monitor answered out of turn"),
+            ),
         }
     }
 }

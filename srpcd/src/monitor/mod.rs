@@ -22,12 +22,12 @@ use srpc_os::{Credentials, ListenFdCommand};
 use srpc_proto::{AuthAnswers, AuthStep, ErrorCode};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tokio_seqpacket::UnixSeqpacketListener;
+use tokio_seqpacket::UnixSeqpacket;
 
 pub use startup::StartError;
 
 use crate::config::Config;
-use crate::ipc::{Channel, FrontSettings, ToFront, ToMonitor};
+use crate::ipc::{Channel, FrontSettings, ToFront, ToMonitor, FRONT_CHANNEL_NAME};
 use crate::lockout::Lockout;
 use crate::pam::{self, AuthenticatedUser, Transaction};
 use crate::users::Account;
@@ -83,30 +83,21 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
 
     let runtime = &config.tree.runtime_dir;
     startup::make_dir(runtime, 0o755, 0, 0)?;
-    let monitor_dir = runtime.join("monitor");
-    // Only the front's user (and root) can reach the monitor socket.
-    startup::make_dir(&monitor_dir, 0o700, front_account.uid, front_account.gid)?;
-    let socket_path = monitor_dir.join("monitor.sock");
-    let _ = std::fs::remove_file(&socket_path);
-    let mut listener = UnixSeqpacketListener::bind(&socket_path)
-        .map_err(StartError::io(format!("binding {}", socket_path.display())))?;
-    // Connecting needs write permission on the socket: the front's user only.
-    std::os::unix::fs::chown(
-        &socket_path,
-        Some(front_account.uid),
-        Some(front_account.gid),
-    )
-    .map_err(StartError::io(format!("chown {}", socket_path.display())))?;
 
     let tcp = std::net::TcpListener::bind(config.listen)
         .map_err(StartError::io(format!("listening on {}", config.listen)))?;
     tracing::info!(listen = %config.listen, %pin, "srpcd starting; clients pin the server certificate as {pin}");
 
-    let mut front = spawn_front(&front_bin, OwnedFd::from(tcp), &socket_path, &front_account)?;
-    let chan = accept_front(&mut listener, &front, &front_account).await?;
-    drop(listener);
-    let _ = std::fs::remove_file(&socket_path);
-    let chan = Arc::new(chan);
+    // The front's channel is a socketpair whose other end only the front
+    // inherits: nothing on the filesystem to connect to, swap or chown, and
+    // whoever speaks on it is the front by construction.
+    let (ours, theirs) = UnixSeqpacket::pair().map_err(StartError::io("monitor channel"))?;
+    let mut front = spawn_front(&front_bin, OwnedFd::from(theirs), &front_account)?;
+    let chan = Arc::new(Channel::new(ours));
+    chan.send(&ToFront::Listener, &[], Some(tcp.as_fd()))
+        .await
+        .map_err(|e| StartError::Check(format!("handing the front its listener: {e}")))?;
+    drop(tcp);
     send_configure(&chan, &config, &tls).await?;
     drop(tls);
 
@@ -180,21 +171,13 @@ fn sd_notify_ready() -> std::io::Result<()> {
     Ok(())
 }
 
-fn spawn_front(
-    program: &Path,
-    tcp: OwnedFd,
-    socket: &Path,
-    account: &Account,
-) -> Result<Child, StartError> {
-    let mut cmd = ListenFdCommand::new(program, tcp, "srpc-tls");
-    cmd.arg("--monitor-socket")
-        .arg(socket)
-        .env("PATH", "/usr/bin:/bin")
-        .credentials(Credentials {
-            uid: account.uid,
-            gid: account.gid,
-            groups: account.groups.clone(),
-        });
+fn spawn_front(program: &Path, channel: OwnedFd, account: &Account) -> Result<Child, StartError> {
+    let mut cmd = ListenFdCommand::new(program, channel, FRONT_CHANNEL_NAME);
+    cmd.env("PATH", "/usr/bin:/bin").credentials(Credentials {
+        uid: account.uid,
+        gid: account.gid,
+        groups: account.groups.clone(),
+    });
     for key in ["RUST_LOG", "JOURNAL_STREAM"] {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
@@ -207,34 +190,6 @@ fn spawn_front(
     command
         .spawn()
         .map_err(StartError::io(format!("starting {}", program.display())))
-}
-
-/// Accepts the front's connection, and only the front's: the kernel's
-/// `SO_PEERCRED` must name the process we started, running as its user.
-async fn accept_front(
-    listener: &mut UnixSeqpacketListener,
-    front: &Child,
-    account: &Account,
-) -> Result<Channel, StartError> {
-    let deadline = tokio::time::Instant::now() + FRONT_GRACE;
-    loop {
-        let sock = tokio::time::timeout_at(deadline, listener.accept())
-            .await
-            .map_err(|_| {
-                StartError::Check("the front did not connect to the monitor in time".into())
-            })?
-            .map_err(StartError::io("accepting the front"))?;
-        let cred = sock.peer_cred().map_err(StartError::io("SO_PEERCRED"))?;
-        let pid_ok = cred.pid().and_then(|p| u32::try_from(p).ok()) == Some(front.id());
-        if pid_ok && cred.uid() == account.uid {
-            return Ok(Channel::new(sock));
-        }
-        tracing::warn!(
-            pid = ?cred.pid(),
-            uid = cred.uid(),
-            "refused a monitor connection that is not from the front"
-        );
-    }
 }
 
 async fn send_configure(
