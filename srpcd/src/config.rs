@@ -89,6 +89,13 @@ pub struct Pam {
     /// unknown user and a wrong password cannot be told apart by timing.
     #[serde(deserialize_with = "millis", rename = "failure_delay_ms")]
     pub failure_delay: Duration,
+    /// How long a conversation round (the first one included) waits for the
+    /// client's answers.
+    #[serde(deserialize_with = "auth_seconds", rename = "answer_timeout_secs")]
+    pub answer_timeout: Duration,
+    /// How long a login may take in all, from its first request to success.
+    #[serde(deserialize_with = "auth_seconds", rename = "auth_timeout_secs")]
+    pub auth_timeout: Duration,
 }
 
 /// `[limits]`
@@ -119,6 +126,21 @@ pub struct Limits {
     /// The window for `auth_attempts`, and how long a lockout lasts.
     #[serde(deserialize_with = "seconds", rename = "lockout_window_secs")]
     pub lockout_window: Duration,
+    /// PAM conversations running at once, in all.
+    #[serde(deserialize_with = "conversations")]
+    pub auth_conversations: u32,
+    /// … from one source (IPv4 address or IPv6 /64).
+    #[serde(deserialize_with = "conversations")]
+    pub auth_conversations_per_source: u32,
+    /// … on one connection.
+    #[serde(deserialize_with = "conversations")]
+    pub auth_conversations_per_connection: u32,
+    /// A connection without an attached session for this long is closed.
+    #[serde(
+        deserialize_with = "auth_seconds",
+        rename = "unauthenticated_timeout_secs"
+    )]
+    pub unauthenticated_timeout: Duration,
 }
 
 /// `[workers]`
@@ -174,6 +196,8 @@ impl Default for Pam {
         Pam {
             service: "srpcd".into(),
             failure_delay: Duration::from_secs(2),
+            answer_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -190,6 +214,10 @@ impl Default for Limits {
             max_message: proto.max_message,
             auth_attempts: 5,
             lockout_window: Duration::from_secs(300),
+            auth_conversations: 64,
+            auth_conversations_per_source: 8,
+            auth_conversations_per_connection: 2,
+            unauthenticated_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -333,6 +361,15 @@ fn max_message<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     // A day is far beyond any sensible timeout and keeps arithmetic safe.
     range_u32(d, 1, 86_400).map(|s| Duration::from_secs(u64::from(s)))
+}
+
+fn conversations<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    // Each conversation is a PAM thread in the root monitor.
+    range_u32(d, 1, 4096)
+}
+
+fn auth_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    range_u32(d, 1, 600).map(|s| Duration::from_secs(u64::from(s)))
 }
 
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -82,6 +82,10 @@ pub struct FrontSettings {
     pub max_pending: u32,
     /// Accept TLS 1.2 as well as 1.3.
     pub allow_tls12: bool,
+    /// PAM conversations at once on one connection.
+    pub auth_per_connection: u32,
+    /// A connection without an attached session for this long is closed.
+    pub unauthenticated_timeout_secs: u32,
 }
 
 /// `LISTEN_FDNAMES` of the front's end of the channel (its fd 3).

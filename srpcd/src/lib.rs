@@ -12,5 +12,6 @@ pub mod lockout;
 pub mod logging;
 pub mod monitor;
 pub mod pam;
+pub mod source;
 pub mod users;
 pub mod worker;

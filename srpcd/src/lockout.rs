@@ -26,6 +26,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config;
+use crate::source::source_key;
 
 /// Users or sources each table tracks at most.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -167,11 +168,56 @@ impl<C: Clock> Lockout<C> {
         self.users.record(user_key(user), now, window, attempts);
     }
 
-    /// Forgets the failures of `user`, who just authenticated. The source's
-    /// failures stay (see the module documentation).
+    /// New limits (a reload), keeping the failures counted so far.
+    pub fn reconfigure(&mut self, limits: &config::Limits) {
+        self.attempts = usize::try_from(limits.auth_attempts)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        self.window = limits
+            .lockout_window
+            .clamp(Duration::from_millis(1), MAX_WINDOW);
+    }
+
+    /// Starts an attempt: refused like [`check`](Self::check), else counted
+    /// *now* as a failure of the user and of the source, so attempts running
+    /// in parallel count against each other (audit H4). [`succeeded`]
+    /// (Self::succeeded) refunds it; an attempt that fails, is abandoned or
+    /// times out stays counted.
+    pub fn begin(&mut self, user: &str, source: IpAddr) -> Result<Attempt, Locked> {
+        self.check(user, source)?;
+        let at = self.clock.now();
+        let (attempts, window) = (self.attempts, self.window);
+        let (user, source) = (user_key(user), source_key(source));
+        self.sources.record(source, at, window, attempts);
+        self.users.record(user.clone(), at, window, attempts);
+        Ok(Attempt { user, source, at })
+    }
+
+    /// The attempt proved the user's credentials: the user's failures are
+    /// forgotten and the source gets this attempt back (not earlier failures).
+    pub fn succeeded(&mut self, attempt: &Attempt) {
+        self.users.map.remove(&attempt.user);
+        self.sources.refund(&attempt.source, attempt.at);
+    }
+
+    /// The attempt ended without checking a password (a protocol error, an
+    /// expired password or account): it is given back to both.
+    pub fn refund(&mut self, attempt: &Attempt) {
+        self.users.refund(&attempt.user, attempt.at);
+        self.sources.refund(&attempt.source, attempt.at);
+    }
+
     pub fn record_success(&mut self, user: &str) {
         self.users.map.remove(&user_key(user));
     }
+}
+
+/// One attempt counted by [`Lockout::begin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    user: String,
+    source: IpAddr,
+    at: Instant,
 }
 
 fn user_key(user: &str) -> String {
@@ -180,16 +226,6 @@ fn user_key(user: &str) -> String {
         end -= 1;
     }
     user[..end].to_lowercase()
-}
-
-fn source_key(source: IpAddr) -> IpAddr {
-    match source.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(prefix.into())
-        }
-        v4 @ IpAddr::V4(_) => v4,
-    }
 }
 
 /// A refusal before the caller names its cause.
@@ -273,6 +309,18 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
         let expiry = now + window;
         self.next_expiry = Some(self.next_expiry.map_or(expiry, |t| t.min(expiry)));
+    }
+
+    /// Takes back the attempt counted at `at`, if it is still counted.
+    fn refund(&mut self, key: &K, at: Instant) {
+        if let Some(times) = self.map.get_mut(key) {
+            if let Some(i) = times.iter().position(|&t| t == at) {
+                times.remove(i);
+            }
+            if times.is_empty() {
+                self.map.remove(key);
+            }
+        }
     }
 
     /// True when the table is full even after dropping entries that expired.
@@ -384,6 +432,26 @@ mod tests {
         l.record_success("alice");
         assert_eq!(l.check("alice", ip("192.0.2.1")), Ok(()));
         assert_eq!(l.check("alice", src).unwrap_err().cause, LockCause::Source);
+    }
+
+    #[test]
+    fn attempts_count_when_they_begin_and_success_refunds_its_own() {
+        let (mut l, clock) = lockout(3, 100);
+        let src = ip("203.0.113.9");
+        // Three started at once use up the budget before any has failed.
+        let a = l.begin("alice", src).unwrap();
+        let _b = l.begin("alice", src).unwrap();
+        clock.advance(Duration::from_millis(1));
+        let c = l.begin("bob", src).unwrap();
+        assert_eq!(l.begin("carol", src).unwrap_err().cause, LockCause::Source);
+        // One proves alice's password: alice is clear and the source gets
+        // that one attempt back, not the others.
+        l.succeeded(&a);
+        assert!(l.begin("dave", src).is_ok());
+        assert!(l.begin("erin", src).is_err());
+        // An attempt that never checked a password is given back.
+        l.refund(&c);
+        assert!(l.begin("bob", src).is_ok());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use srpc_proto::{
@@ -42,6 +43,18 @@ struct AuthFid {
     aname: String,
     state: tokio::sync::Mutex<AuthState>,
     front: Arc<Front>,
+    /// Counted in its connection's conversations while PAM runs for it.
+    conversing: AtomicBool,
+    conversations: Arc<AtomicU32>,
+}
+
+impl AuthFid {
+    /// Its conversation is over (or never was): the connection's count drops.
+    fn end_conversation(&self) {
+        if self.conversing.swap(false, Ordering::AcqRel) {
+            self.conversations.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +68,14 @@ enum AuthState {
 
 impl Drop for AuthFid {
     fn drop(&mut self) {
+        self.end_conversation();
         // The monitor frees an authentication that never became a session.
         let state = self.state.try_lock().map_or(AuthState::Running, |s| *s);
-        if matches!(state, AuthState::Running | AuthState::Authenticated) {
+        // (Failed too: a round abandoned half way leaves PAM waiting.)
+        if matches!(
+            state,
+            AuthState::Running | AuthState::Authenticated | AuthState::Failed
+        ) {
             let monitor = Arc::clone(&self.front.monitor);
             let auth = self.id;
             tokio::spawn(async move { monitor.notify(&ToMonitor::AuthAbort { auth }).await });
@@ -72,6 +90,8 @@ struct Conn {
     fids: Mutex<HashMap<u32, Fid>>,
     inflight: Mutex<HashMap<u64, Inflight>>,
     out: mpsc::Sender<Vec<u8>>,
+    /// PAM conversations running on this connection.
+    conversations: Arc<AtomicU32>,
 }
 
 /// A request being handled.
@@ -142,6 +162,7 @@ pub async fn serve_connection(
         fids: Mutex::new(HashMap::new()),
         inflight: Mutex::new(HashMap::new()),
         out,
+        conversations: Arc::new(AtomicU32::new(0)),
     });
     read_requests(&conn, &mut rd, &mut buf).await;
     // The client is gone: abandon its requests, release its fids (sessions end
@@ -237,16 +258,59 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     agreed
 }
 
+/// A connection that holds no session gives its slot back after the
+/// unauthenticated timeout, whatever it sends meanwhile (audit M3). Checked
+/// every half timeout, so it closes after 1 to 1.5 times the timeout.
+struct Sessionless {
+    timeout: Duration,
+    check: tokio::time::Interval,
+    since: Option<Instant>,
+}
+
+impl Sessionless {
+    fn new(settings: &crate::ipc::FrontSettings) -> Sessionless {
+        let timeout = Duration::from_secs(u64::from(settings.unauthenticated_timeout_secs));
+        Sessionless {
+            timeout,
+            check: tokio::time::interval((timeout / 2).max(Duration::from_secs(1))),
+            since: Some(Instant::now()),
+        }
+    }
+
+    fn expired(&mut self, conn: &Conn) -> bool {
+        if conn.has_session() {
+            self.since = None;
+            return false;
+        }
+        if self.since.get_or_insert_with(Instant::now).elapsed() < self.timeout {
+            return false;
+        }
+        tracing::info!(
+            peer = conn.rhost,
+            "closing a connection that had no session for {}s",
+            self.timeout.as_secs()
+        );
+        true
+    }
+}
+
 async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     conn: &Arc<Conn>,
     rd: &mut R,
     buf: &mut BytesMut,
 ) {
     let mut draining = conn.front.draining.subscribe();
+    let mut idle = Sessionless::new(&conn.front.settings());
     loop {
         let read = tokio::select! {
             read = read_frame(rd, buf, &conn.limits) => Some(read),
             _ = draining.wait_for(|d| *d) => None,
+            _ = idle.check.tick() => {
+                if idle.expired(conn) {
+                    return;
+                }
+                continue;
+            }
         };
         let Some(read) = read else {
             // Shutting down: read nothing more, answer what is in flight.
@@ -439,6 +503,11 @@ impl Conn {
         })
     }
 
+    /// Whether any session is attached on this connection.
+    fn has_session(&self) -> bool {
+        lock(&self.fids).values().any(|f| matches!(f, Fid::Node(_)))
+    }
+
     fn node(&self, fid: u32) -> Result<Arc<NodeFid>, Message> {
         match lock(&self.fids).get(&fid) {
             Some(Fid::Node(node)) => Ok(Arc::clone(node)),
@@ -465,6 +534,8 @@ impl Conn {
             aname,
             state: tokio::sync::Mutex::new(AuthState::Fresh),
             front: Arc::clone(&self.front),
+            conversing: AtomicBool::new(false),
+            conversations: Arc::clone(&self.conversations),
         })));
         Message::Rauth {
             aqid: Qid {
@@ -514,15 +585,37 @@ impl Conn {
         let previous = *state;
         *state = AuthState::Failed;
         let (msg, payload) = match previous {
-            AuthState::Fresh if answers.0.is_empty() => (
-                ToMonitor::AuthStart {
-                    auth: auth.id,
-                    user: auth.uname.clone(),
-                    aname: auth.aname.clone(),
-                    rhost: self.rhost.clone(),
-                },
-                zeroize::Zeroizing::new(Vec::new()),
-            ),
+            AuthState::Fresh if answers.0.is_empty() => {
+                // Bounded here before the monitor is asked (audit H3); the
+                // monitor bounds per source and in all.
+                let max = self.front.settings().auth_per_connection;
+                let admitted = self
+                    .conversations
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !admitted {
+                    *state = AuthState::Fresh;
+                    return Message::error(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "{max} logins are already in progress on this connection \
+                             (limits.auth_conversations_per_connection)"
+                        ),
+                    );
+                }
+                auth.conversing.store(true, Ordering::Release);
+                (
+                    ToMonitor::AuthStart {
+                        auth: auth.id,
+                        user: auth.uname.clone(),
+                        aname: auth.aname.clone(),
+                        rhost: self.rhost.clone(),
+                    },
+                    zeroize::Zeroizing::new(Vec::new()),
+                )
+            }
             AuthState::Fresh => {
                 return Message::error(
                     ErrorCode::Malformed,
@@ -552,6 +645,7 @@ impl Conn {
             ToFront::AuthStep { .. } => match AuthStep::decode(&reply.payload) {
                 Ok(step) => {
                     *state = if step == AuthStep::Authenticated {
+                        auth.end_conversation();
                         AuthState::Authenticated
                     } else {
                         AuthState::Running
@@ -563,6 +657,7 @@ impl Conn {
                 Err(e) => Message::error(ErrorCode::Internal, format!("monitor step: {e}")),
             },
             ToFront::Failed { code, message, .. } => {
+                auth.end_conversation();
                 Message::error(ErrorCode::from_number(code), message)
             }
             ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {

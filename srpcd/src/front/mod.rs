@@ -96,8 +96,10 @@ impl Front {
         }
     }
 
-    /// Admits a connection from `ip` if the total and per-source limits allow.
+    /// Admits a connection from `ip` if the total and per-source limits allow
+    /// (a source is an IPv4 address or an IPv6 /64, as the monitor counts).
     fn admit(self: &Arc<Self>, ip: IpAddr, open: usize) -> Option<SourceGuard> {
+        let ip = crate::source::source_key(ip);
         let settings = self.settings();
         if open >= settings.connections as usize {
             return None;
@@ -285,6 +287,9 @@ fn placeholder_settings() -> FrontSettings {
         max_fids: d.fids_per_connection,
         max_pending: d.pending_requests,
         allow_tls12: false,
+        auth_per_connection: d.auth_conversations_per_connection,
+        unauthenticated_timeout_secs: u32::try_from(d.unauthenticated_timeout.as_secs())
+            .unwrap_or(u32::MAX),
     }
 }
 

@@ -18,8 +18,15 @@ pub struct MonitorGone;
 pub struct MonitorClient {
     chan: Channel,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Envelope<ToFront>>>>,
+    /// Failures the monitor sent while nobody waited (a login that timed out
+    /// between two rounds): the next request for that authentication gets it.
+    unclaimed: Mutex<HashMap<u64, Envelope<ToFront>>>,
     next_auth: AtomicU64,
 }
+
+/// Unclaimed failures kept at most (one per abandoned login; the oldest are
+/// not worth more memory).
+const MAX_UNCLAIMED: usize = 4096;
 
 impl MonitorClient {
     /// Starts routing replies from `chan`. `Configure` messages go to
@@ -31,6 +38,7 @@ impl MonitorClient {
         let client = Arc::new(MonitorClient {
             chan,
             waiting: Mutex::new(HashMap::new()),
+            unclaimed: Mutex::new(HashMap::new()),
             next_auth: AtomicU64::new(1),
         });
         let reader = Arc::clone(&client);
@@ -68,6 +76,14 @@ impl MonitorClient {
         let waiter = self.lock().remove(&auth);
         if let Some(waiter) = waiter {
             let _ = waiter.send(env);
+        } else if matches!(env.msg, ToFront::Failed { .. }) {
+            let mut unclaimed = self
+                .unclaimed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if unclaimed.len() < MAX_UNCLAIMED {
+                unclaimed.insert(auth, env);
+            }
         } else {
             tracing::warn!(
                 auth,
@@ -90,6 +106,9 @@ impl MonitorClient {
         msg: &ToMonitor,
         payload: &[u8],
     ) -> Result<Envelope<ToFront>, MonitorGone> {
+        if let Some(failed) = self.take_unclaimed(auth) {
+            return Ok(failed);
+        }
         let (tx, rx) = oneshot::channel();
         self.lock().insert(auth, tx);
         if let Err(e) = self.chan.send(msg, payload, None).await {
@@ -100,8 +119,18 @@ impl MonitorClient {
         rx.await.map_err(|_| MonitorGone)
     }
 
+    fn take_unclaimed(&self, auth: u64) -> Option<Envelope<ToFront>> {
+        self.unclaimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&auth)
+    }
+
     /// Sends a notice that has no reply (abort, session end).
     pub async fn notify(&self, msg: &ToMonitor) {
+        if let ToMonitor::AuthAbort { auth } = msg {
+            self.take_unclaimed(*auth);
+        }
         if let Err(e) = self.chan.send(msg, &[], None).await {
             tracing::error!("{e}");
         }

@@ -4,12 +4,13 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use srpc_proto::{AuthAnswers, AuthStep, ErrorCode};
 use tokio::sync::mpsc;
 
 use crate::ipc::{Channel, ToFront};
-use crate::lockout::Lockout;
+use crate::lockout::{Attempt, Lockout};
 use crate::pam::{AuthenticatedUser, Failure, Step, Transaction};
 
 /// What an authentication task tells the monitor's loop.
@@ -48,11 +49,43 @@ pub struct Driver {
     pub outcomes: mpsc::UnboundedSender<Outcome>,
     /// Failure counting.
     pub lockout: Arc<Mutex<Lockout>>,
+    /// This attempt, counted when it started.
+    pub attempt: Attempt,
+    /// How long the whole conversation may take.
+    pub deadline: Duration,
 }
 
 impl Driver {
-    /// Runs the conversation to its end.
-    pub async fn run(mut self) {
+    /// Runs the conversation to its end, or to the deadline: a login that
+    /// takes longer is refused and its transaction dropped (which ends PAM's
+    /// conversation), so no client holds a PAM thread longer than that.
+    pub async fn run(self) {
+        let (auth, deadline) = (self.auth, self.deadline);
+        let chan = Arc::clone(&self.chan);
+        let outcomes = self.outcomes.clone();
+        if tokio::time::timeout(deadline, self.converse())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                auth,
+                "authentication timed out after {}s",
+                deadline.as_secs()
+            );
+            let msg = ToFront::Failed {
+                auth,
+                code: ErrorCode::Timeout.number(),
+                message: format!(
+                    "authentication not completed within {} s (pam.auth_timeout_secs)",
+                    deadline.as_secs()
+                ),
+            };
+            let _ = chan.send(&msg, &[], None).await;
+            let _ = outcomes.send(Outcome::Ended { auth });
+        }
+    }
+
+    async fn converse(mut self) {
         loop {
             match self.tx.next().await {
                 Step::Prompts(prompts) => {
@@ -86,7 +119,7 @@ impl Driver {
                     }
                 }
                 Step::Authenticated(user) => {
-                    lock(&self.lockout).record_success(&self.user);
+                    lock(&self.lockout).succeeded(&self.attempt);
                     let _ = self.outcomes.send(Outcome::Authenticated {
                         auth: self.auth,
                         user,
@@ -113,8 +146,14 @@ impl Driver {
     }
 
     async fn fail(&self, failure: Failure) {
-        if matches!(failure, Failure::AuthFailed) {
-            lock(&self.lockout).record_failure(&self.user, self.rhost);
+        // The attempt was counted when it began. What proved the password
+        // right, or never got to check it through no fault of the client, is
+        // given back; guesses, timeouts and abandoned attempts stay counted.
+        if matches!(
+            failure,
+            Failure::PasswordExpired | Failure::AccountUnavailable | Failure::Internal
+        ) {
+            lock(&self.lockout).refund(&self.attempt);
         }
         tracing::info!(auth = self.auth, user = %self.user, rhost = %self.rhost, "authentication failed: {failure}");
         self.refuse(failure.code(), failure.message()).await;

@@ -40,6 +40,8 @@ const FRONT_GRACE: Duration = Duration::from_secs(10);
 enum Auth {
     Running {
         aname: String,
+        /// The client's source as the limits count it (IPv6 by /64).
+        source: IpAddr,
         answers: mpsc::Sender<AuthAnswers>,
         task: tokio::task::JoinHandle<()>,
     },
@@ -206,6 +208,9 @@ async fn send_configure(
         max_fids: l.fids_per_connection,
         max_pending: l.pending_requests,
         allow_tls12: config.tls.min_version == crate::config::TlsVersion::V1_2,
+        auth_per_connection: l.auth_conversations_per_connection,
+        unauthenticated_timeout_secs: u32::try_from(l.unauthenticated_timeout.as_secs())
+            .unwrap_or(u32::MAX),
     };
     let cert_len = u32::try_from(tls.cert.len())
         .map_err(|_| StartError::Check("TLS certificate file too large".into()))?;
@@ -306,11 +311,44 @@ impl Monitor {
                 .fail(auth, ErrorCode::Internal, "bad client address")
                 .await;
         };
-        let checked = lock(&self.lockout).check(&user, rhost);
-        if let Err(locked) = checked {
-            tracing::warn!(user, %rhost, "{locked}");
-            return self.fail(auth, locked.code(), locked.message()).await;
+        // Bounded before anything starts (audit H3): each conversation is a
+        // PAM thread in this process.
+        let source = crate::source::source_key(rhost);
+        let limits = &self.config.limits;
+        let running: Vec<IpAddr> = self
+            .auths
+            .values()
+            .filter_map(|a| match a {
+                Auth::Running { source, .. } => Some(*source),
+                _ => None,
+            })
+            .collect();
+        let from_source = running.iter().filter(|s| **s == source).count();
+        let over = if running.len() >= limits.auth_conversations as usize {
+            Some(format!(
+                "{} logins are in progress, the most srpcd runs at once (limits.auth_conversations)",
+                running.len()
+            ))
+        } else if from_source >= limits.auth_conversations_per_source as usize {
+            Some(format!(
+                "{from_source} logins from this source are in progress \
+                 (limits.auth_conversations_per_source)"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = over {
+            tracing::warn!(user, %rhost, "login refused: {message}");
+            return self.fail(auth, ErrorCode::LimitExceeded, message).await;
         }
+        let begun = lock(&self.lockout).begin(&user, rhost);
+        let attempt = match begun {
+            Ok(attempt) => attempt,
+            Err(locked) => {
+                tracing::warn!(user, %rhost, "{locked}");
+                return self.fail(auth, locked.code(), locked.message()).await;
+            }
+        };
         let tx = Transaction::start(&self.pam, &user, rhost);
         let (answers, answer_rx) = mpsc::channel(1);
         let driver = Driver {
@@ -322,12 +360,15 @@ impl Monitor {
             chan: Arc::clone(&self.chan),
             outcomes: self.outcomes.clone(),
             lockout: Arc::clone(&self.lockout),
+            attempt,
+            deadline: self.config.pam.auth_timeout,
         };
         let task = tokio::spawn(driver.run());
         self.auths.insert(
             auth,
             Auth::Running {
                 aname,
+                source,
                 answers,
                 task,
             },
@@ -580,7 +621,8 @@ impl Monitor {
             return tracing::error!("reload: {e}");
         }
         self.pam = pam::Settings::from(&config.pam);
-        *lock(&self.lockout) = Lockout::new(&config.limits);
+        // Failure counts survive a reload; only the limits change.
+        lock(&self.lockout).reconfigure(&config.limits);
         self.config = config;
         tracing::info!("configuration and TLS credentials reloaded");
     }

@@ -113,7 +113,10 @@ impl Settings {
 
 impl From<&config::Pam> for Settings {
     fn from(pam: &config::Pam) -> Settings {
-        Settings::new(pam.service.clone(), pam.failure_delay)
+        Settings {
+            conversation_timeout: pam.answer_timeout,
+            ..Settings::new(pam.service.clone(), pam.failure_delay)
+        }
     }
 }
 
