@@ -6,6 +6,7 @@ mod acl;
 mod auth;
 mod clone;
 mod handlers;
+mod start_limit;
 mod startup;
 mod workers;
 
@@ -116,6 +117,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
         spawner: Spawner {
             program: worker_bin,
+            call_timeout: config.workers.call_timeout,
         },
         cloner: clone::Cloner {
             tree_root: config.tree.root.clone(),
@@ -619,6 +621,7 @@ impl Monitor {
         }
         self.pam = pam::Settings::from(&config.pam);
         *lock(&self.lockout) = Lockout::new(&config.limits);
+        self.spawner.call_timeout = config.workers.call_timeout;
         self.config = config;
         tracing::info!("configuration and TLS credentials reloaded");
     }
