@@ -156,7 +156,14 @@ pub struct Workers {
     /// Where `srpc-front` and `srpc-worker` are (default `/usr/libexec/srpc`).
     #[serde(deserialize_with = "opt_absolute_path")]
     pub libexec_dir: Option<PathBuf>,
+    /// A call to an endpoint not answered within this long fails with
+    /// `timeout` and its handler connection is closed.
+    #[serde(deserialize_with = "call_timeout", rename = "call_timeout_secs")]
+    pub call_timeout: Duration,
 }
+
+/// The range of `workers.call_timeout_secs` (also checked by the worker).
+pub const CALL_TIMEOUT_SECS: std::ops::RangeInclusive<u32> = 1..=3600;
 
 impl Default for Config {
     fn default() -> Self {
@@ -228,6 +235,7 @@ impl Default for Workers {
             idle_timeout: Duration::from_secs(300),
             front_user: "srpc".into(),
             libexec_dir: None,
+            call_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -372,6 +380,11 @@ fn auth_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     range_u32(d, 1, 600).map(|s| Duration::from_secs(u64::from(s)))
 }
 
+fn call_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let (min, max) = (*CALL_TIMEOUT_SECS.start(), *CALL_TIMEOUT_SECS.end());
+    range_u32(d, min, max).map(|s| Duration::from_secs(u64::from(s)))
+}
+
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     range_u32(d, 0, 60_000).map(|ms| Duration::from_millis(u64::from(ms)))
 }
@@ -441,6 +454,12 @@ mod tests {
         assert_eq!(c.limits.max_message, 65536);
         assert_eq!(c.limits.lockout_window, Duration::from_secs(60));
         assert_eq!(c.pam.failure_delay, Duration::from_millis(100));
+        let c = parse("[workers]\ncall_timeout_secs = 5\n").unwrap();
+        assert_eq!(c.workers.call_timeout, Duration::from_secs(5));
+        assert_eq!(
+            Config::default().workers.call_timeout,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]
@@ -474,6 +493,16 @@ mod tests {
         let e = parse("[tls]\nmin_version = \"1.1\"\n").unwrap_err();
         assert!(
             e.contains("tls.min_version: unsupported TLS version \"1.1\""),
+            "{e}"
+        );
+        let e = parse("[workers]\ncall_timeout_secs = 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "/etc/srpc/srpcd.toml:2: workers.call_timeout_secs: 0 is out of range (expected 1 to 3600)"
+        );
+        let e = parse("[workers]\ncall_timeout_secs = 3601\n").unwrap_err();
+        assert!(
+            e.contains("workers.call_timeout_secs: 3601 is out of range"),
             "{e}"
         );
         let e = parse("[limits]\nconnections = -1\n").unwrap_err();

@@ -200,7 +200,9 @@ async fn a_user_cannot_plant_anything_in_its_clone_and_resyncs_leave_the_host_al
         fs::read_to_string(victim.join("important/db")).unwrap(),
         "db"
     );
-    // And the reason: nothing on A's clone path is A's, and none of it is writable by A.
+    // And the reason: nothing on A's clone path is A's, and none of it is
+    // writable by A (a session keeps the clone there to look at).
+    let _a_again = login(&daemon.dial().await, &a).await;
     for p in [
         users.join(&a),
         users.join(&a).join("tree"),

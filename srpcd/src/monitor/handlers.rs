@@ -5,16 +5,20 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use srpc_os::ListenFdCommand;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::clone::RunAs;
+use super::start_limit::{StartLimit, Verdict, START_BUDGET, START_WINDOW};
 
 /// A per-user handler endpoint: when a connection waits and no handler runs,
 /// start one as the user with the socket as fd 3; it accepts from then on,
-/// and the monitor is out of the way until it exits.
+/// and the monitor is out of the way until it exits. Starts are bounded
+/// ([`StartLimit`]); a handler that fails to serve fails the calls it left
+/// waiting, so the worker answers `call_failed` instead of waiting forever.
 pub async fn serve_handler(
     listener: UnixListener,
     exe: PathBuf,
@@ -23,6 +27,7 @@ pub async fn serve_handler(
     idle_secs: u32,
 ) {
     let mut listener = listener;
+    let mut limit = StartLimit::new(Instant::now());
     loop {
         // A fresh registration reports a connection already waiting (a
         // handler that died with calls in its backlog), not only new ones.
@@ -38,35 +43,135 @@ pub async fn serve_handler(
         if ready.is_err() {
             return;
         }
-        let child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
+        let user = run_as.account.name.as_str();
+        match limit.check(Instant::now()) {
+            Verdict::Start => {}
+            Verdict::Backoff(_) => {
+                // Logged with the failure that started the backoff.
+                refuse_waiting(&listener).await;
+                continue;
+            }
+            Verdict::OverBudget { until, log } => {
+                if log {
+                    tracing::warn!(
+                        endpoint = name,
+                        user,
+                        "handler over its start budget ({START_BUDGET} starts in {} s): \
+                         refusing its calls for the next {} s",
+                        START_WINDOW.as_secs(),
+                        until.saturating_duration_since(Instant::now()).as_secs()
+                    );
+                }
+                refuse_waiting(&listener).await;
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let mut child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
             Ok(child) => child,
             Err(e) => {
+                let refused = refuse_waiting(&listener).await;
+                let wait = limit.failed(Instant::now(), Duration::ZERO);
                 tracing::error!(
                     endpoint = name,
-                    user = run_as.account.name,
-                    "starting {}: {e}",
-                    exe.display()
+                    user,
+                    refused,
+                    "starting {}: {e}; next start in {} s at the earliest",
+                    exe.display(),
+                    wait.as_secs()
                 );
-                // Refuse what waits, so the call fails now rather than hangs.
-                while listener.accept().is_ok() {}
                 continue;
             }
         };
-        let mut child = child;
         let pid = child.id();
-        tracing::info!(
-            endpoint = name,
-            user = run_as.account.name,
-            ?pid,
-            "handler started"
-        );
-        match child.wait().await {
-            Ok(status) => {
-                tracing::info!(endpoint = name, user = run_as.account.name, ?pid, %status, "handler exited");
+        tracing::info!(endpoint = name, user, ?pid, "handler started");
+        let status = match child.wait().await {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::error!(endpoint = name, user, ?pid, "waiting for handler: {e}");
+                // Not known to have served: count it as failed.
+                refuse_waiting(&listener).await;
+                limit.failed(Instant::now(), started.elapsed());
+                continue;
             }
-            Err(e) => tracing::error!(endpoint = name, "waiting for handler: {e}"),
+        };
+        if status.success() {
+            limit.served();
+            tracing::info!(endpoint = name, user, ?pid, %status, "handler exited");
+            continue;
+        }
+        // A crash, possibly before accepting: fail the calls it left, so
+        // they are answered now rather than wait for the next start.
+        let refused = refuse_waiting(&listener).await;
+        let ran = started.elapsed();
+        let wait = limit.failed(Instant::now(), ran);
+        tracing::warn!(
+            endpoint = name,
+            user,
+            ?pid,
+            %status,
+            ran_ms = ran.as_millis(),
+            refused,
+            "handler failed; next start in {} s at the earliest",
+            wait.as_secs()
+        );
+    }
+}
+
+/// Accepts and closes the connections waiting on `listener`: each caller
+/// (the worker) sees its connection closed and answers `call_failed`.
+/// Returns how many. Bounded per round, so a stream of connections cannot
+/// hold the monitor's loop; an accept error other than "none waiting" (e.g.
+/// out of fds) pauses briefly instead of spinning on a readable listener.
+async fn refuse_waiting(listener: &UnixListener) -> usize {
+    const PER_ROUND: usize = 256;
+    // The handler shares this open file description (fd 3) and may have
+    // made it blocking; a blocking accept would stall a monitor thread. Set
+    // it back, and bound a blocking accept anyway (a process the handler
+    // left behind could flip the flag again between the two calls).
+    if let Err(e) = listener
+        .set_nonblocking(true)
+        .and_then(|()| accept_timeout(listener, ACCEPT_BOUND))
+    {
+        tracing::error!("refusing waiting calls: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return 0;
+    }
+    let mut refused = 0;
+    while refused < PER_ROUND {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                drop(conn);
+                refused += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!("refusing a waiting call: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                break;
+            }
         }
     }
+    // The next handler may accept blocking: no timeout for it.
+    if let Err(e) = accept_timeout(listener, Duration::ZERO) {
+        tracing::error!("clearing the accept timeout: {e}");
+    }
+    refused
+}
+
+/// The longest a refusing accept can block, should the listener be blocking.
+const ACCEPT_BOUND: Duration = Duration::from_millis(50);
+
+/// `SO_RCVTIMEO`, which bounds a blocking `accept`; zero is no bound.
+fn accept_timeout(listener: &UnixListener, timeout: Duration) -> std::io::Result<()> {
+    let micros = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+    nix::sys::socket::setsockopt(
+        listener,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(micros / 1_000_000, micros % 1_000_000),
+    )
+    .map_err(std::io::Error::from)
 }
 
 fn spawn_handler(

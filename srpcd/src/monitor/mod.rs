@@ -7,6 +7,7 @@ mod auth;
 mod clone;
 mod fsat;
 mod handlers;
+mod start_limit;
 mod startup;
 mod workers;
 
@@ -120,6 +121,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
         spawner: Spawner {
             program: worker_bin,
+            call_timeout: config.workers.call_timeout,
         },
         cloner,
         clones: HashMap::new(),
@@ -623,6 +625,7 @@ impl Monitor {
         self.pam = pam::Settings::from(&config.pam);
         // Failure counts survive a reload; only the limits change.
         lock(&self.lockout).reconfigure(&config.limits);
+        self.spawner.call_timeout = config.workers.call_timeout;
         self.config = config;
         tracing::info!("configuration and TLS credentials reloaded");
     }

@@ -34,6 +34,8 @@ pub struct Worker {
 pub struct Spawner {
     /// The worker executable.
     pub program: PathBuf,
+    /// `workers.call_timeout_secs`, passed to each worker started.
+    pub call_timeout: Duration,
 }
 
 impl Spawner {
@@ -50,7 +52,9 @@ impl Spawner {
         cmd.arg("--tree-root")
             .arg(tree)
             .arg("--user")
-            .arg(&account.name);
+            .arg(&account.name)
+            .arg("--call-timeout-secs")
+            .arg(self.call_timeout.as_secs().to_string());
         // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.
         let mut command = as_user(cmd, account, pam_env)?;
         let child = command.spawn()?;

@@ -21,17 +21,21 @@ const HANDLER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
     let mut tree_root = None;
     let mut user = None;
+    let mut call_timeout = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--tree-root") => tree_root = args.next().map(PathBuf::from),
             Some("--user") => user = args.next().and_then(|u| u.into_string().ok()),
+            Some("--call-timeout-secs") => call_timeout = Some(seconds(args.next())?),
             _ => return Err(format!("unknown argument {arg:?} (started by srpcd only)").into()),
         }
     }
-    let (Some(tree_root), Some(user)) = (tree_root, user) else {
+    let (Some(tree_root), Some(user), Some(call_timeout)) = (tree_root, user, call_timeout) else {
         return Err(
-            "usage: srpc-worker --tree-root DIR --user NAME (started by srpcd only)".into(),
+            "usage: srpc-worker --tree-root DIR --user NAME --call-timeout-secs N \
+                    (started by srpcd only)"
+                .into(),
         );
     };
     // Memory of a worker holds the user's data: no core dumps, no ptrace by
@@ -53,7 +57,7 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let tree = tree::Tree::new(tree_root, user);
-        let calls = calls::Calls::new(HANDLER_IDLE);
+        let calls = calls::Calls::new(HANDLER_IDLE, call_timeout);
         let sweeper = std::sync::Arc::clone(&calls);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HANDLER_IDLE / 2);
@@ -68,6 +72,22 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })
+}
+
+/// `--call-timeout-secs`: whole seconds in the range srpcd.toml allows.
+fn seconds(arg: Option<OsString>) -> Result<std::time::Duration, String> {
+    let range = crate::config::CALL_TIMEOUT_SECS;
+    arg.and_then(|a| a.into_string().ok())
+        .and_then(|a| a.parse::<u32>().ok())
+        .filter(|s| range.contains(s))
+        .map(|s| std::time::Duration::from_secs(u64::from(s)))
+        .ok_or_else(|| {
+            format!(
+                "--call-timeout-secs needs whole seconds from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 /// Fails unless every uid, gid and the group list are the user's: the spawn
