@@ -9,6 +9,7 @@ use std::time::Duration;
 use srpc_proto::{AuthAnswers, AuthStep, ErrorCode};
 use tokio::sync::mpsc;
 
+use super::attach::Event;
 use crate::ipc::{Channel, ToFront};
 use crate::lockout::{Attempt, Lockout};
 use crate::pam::{AuthenticatedUser, Failure, Step, Transaction};
@@ -46,7 +47,7 @@ pub struct Driver {
     /// Where prompts and failures go.
     pub chan: Arc<Channel>,
     /// Where the outcome goes.
-    pub outcomes: mpsc::UnboundedSender<Outcome>,
+    pub events: mpsc::UnboundedSender<Event>,
     /// Failure counting.
     pub lockout: Arc<Mutex<Lockout>>,
     /// This attempt, counted when it started.
@@ -62,7 +63,7 @@ impl Driver {
     pub async fn run(self) {
         let (auth, deadline) = (self.auth, self.deadline);
         let chan = Arc::clone(&self.chan);
-        let outcomes = self.outcomes.clone();
+        let events = self.events.clone();
         if tokio::time::timeout(deadline, self.converse())
             .await
             .is_err()
@@ -81,7 +82,7 @@ impl Driver {
                 ),
             };
             let _ = chan.send(&msg, &[], None).await;
-            let _ = outcomes.send(Outcome::Ended { auth });
+            let _ = events.send(Event::Auth(Outcome::Ended { auth }));
         }
     }
 
@@ -120,11 +121,11 @@ impl Driver {
                 }
                 Step::Authenticated(user) => {
                     lock(&self.lockout).succeeded(&self.attempt);
-                    let _ = self.outcomes.send(Outcome::Authenticated {
+                    let _ = self.events.send(Event::Auth(Outcome::Authenticated {
                         auth: self.auth,
                         user,
                         tx: self.tx,
-                    });
+                    }));
                     return;
                 }
                 Step::Failed(failure) => {
@@ -142,7 +143,9 @@ impl Driver {
             message: message.to_owned(),
         };
         let _ = self.chan.send(&msg, &[], None).await;
-        let _ = self.outcomes.send(Outcome::Ended { auth: self.auth });
+        let _ = self
+            .events
+            .send(Event::Auth(Outcome::Ended { auth: self.auth }));
     }
 
     async fn fail(&self, failure: Failure) {

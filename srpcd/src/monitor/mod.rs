@@ -2,6 +2,7 @@
 //! it is the front that connects, and answers the front's small set of typed
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
+mod attach;
 mod attrs;
 mod auth;
 mod clone;
@@ -33,7 +34,7 @@ use crate::lockout::Lockout;
 use crate::pam::{self, AuthenticatedUser, Transaction};
 use crate::users::Account;
 use auth::{lock, Driver, Outcome};
-use workers::{Spawner, Worker, Workers};
+use workers::{Spawner, Workers};
 
 /// How long the front has to connect after it starts, and to drain at shutdown.
 const FRONT_GRACE: Duration = Duration::from_secs(10);
@@ -63,11 +64,10 @@ struct Monitor {
     chan: Arc<Channel>,
     auths: HashMap<u64, Auth>,
     workers: Workers,
-    spawner: Spawner,
-    cloner: clone::Cloner,
-    clones: HashMap<String, clone::UserClone>,
+    /// What the tasks the loop starts need (and where they report).
+    ctx: attach::Ctx,
+    clones: HashMap<String, attach::CloneSlot>,
     lockout: Arc<Mutex<Lockout>>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
     pam: pam::Settings,
 }
 
@@ -114,22 +114,24 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         runtime.display(),
         runtime.display()
     )))?;
-    let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
+    let (events, mut event_rx) = mpsc::unbounded_channel();
     let mut m = Monitor {
         config_path,
         pam: pam::Settings::from(&config.pam),
         lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
-        spawner: Spawner {
-            program: worker_bin,
-            call_timeout: config.workers.call_timeout,
+        ctx: attach::Ctx {
+            cloner: Arc::new(cloner),
+            spawner: Spawner {
+                program: worker_bin,
+                call_timeout: config.workers.call_timeout,
+            },
+            events,
         },
-        cloner,
         clones: HashMap::new(),
         config,
         chan: Arc::clone(&chan),
         auths: HashMap::new(),
         workers: Workers::default(),
-        outcomes,
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::io("signals"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::io("signals"))?;
@@ -147,13 +149,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
                 }
                 Err(e) => tracing::error!("{e}"),
             },
-            Some(outcome) = outcome_rx.recv() => m.outcome(outcome).await,
+            Some(event) = event_rx.recv() => m.event(event).await,
             _ = sigchld.recv() => {
                 if !matches!(front.try_wait(), Ok(None)) {
                     tracing::error!("the front exited");
                     break;
                 }
-                m.reap_exited().await;
+                m.reap_exited();
             }
             _ = tick.tick() => m.reap_idle(),
             _ = sighup.recv() => m.reload().await,
@@ -281,15 +283,9 @@ impl Monitor {
                 if let Some(Auth::Attached { user, .. }) = self.auths.remove(&auth) {
                     if let Some(w) = self.workers.by_user.get_mut(&user) {
                         w.sessions = w.sessions.saturating_sub(1);
-                        if w.sessions == 0 {
-                            w.idle_since = Some(Instant::now());
-                            // The user's last session: the clone goes.
-                            // (off the loop: a big tree takes a while).
-                            if let Some(c) = self.clones.remove(&user) {
-                                tokio::task::spawn_blocking(self.cloner.remove(c));
-                            }
-                        }
                     }
+                    // The user's last session: the clone goes.
+                    self.maybe_idle(&user);
                 }
             }
         }
@@ -360,7 +356,7 @@ impl Monitor {
             tx,
             answers: answer_rx,
             chan: Arc::clone(&self.chan),
-            outcomes: self.outcomes.clone(),
+            events: self.ctx.events.clone(),
             lockout: Arc::clone(&self.lockout),
             attempt,
             deadline: self.config.pam.auth_timeout,
@@ -375,6 +371,19 @@ impl Monitor {
                 task,
             },
         );
+    }
+
+    async fn event(&mut self, event: attach::Event) {
+        match event {
+            attach::Event::Auth(outcome) => self.outcome(outcome).await,
+            attach::Event::Started {
+                user,
+                id,
+                started,
+                first,
+            } => self.started(user, id, started, first).await,
+            attach::Event::Synced(synced) => self.synced(synced, None).await,
+        }
     }
 
     async fn outcome(&mut self, outcome: Outcome) {
@@ -397,167 +406,10 @@ impl Monitor {
         }
     }
 
-    /// The worker for an authentication's user, started if need be.
-    async fn attach(&mut self, auth: u64) {
-        let (user, aname, fresh) = match self.auths.remove(&auth) {
-            Some(Auth::Authenticated { aname, user, tx }) => {
-                (user.pam_user.clone(), aname, Some((user, tx)))
-            }
-            Some(Auth::Attached { aname, user }) => (user, aname, None),
-            other => {
-                if let Some(other) = other {
-                    self.auths.insert(auth, other);
-                }
-                return self
-                    .fail(
-                        auth,
-                        ErrorCode::AuthRequired,
-                        "authentication is not complete",
-                    )
-                    .await;
-            }
-        };
-        let new_session = fresh.is_some();
-        let linked = match self.worker_link(&user, fresh).await {
-            Ok(linked) => self.sync_clone(&user, &aname).map(|()| linked),
-            Err(e) => Err(e),
-        };
-        match linked {
-            Ok((id, fd)) => {
-                self.auths.insert(
-                    auth,
-                    Auth::Attached {
-                        aname: aname.clone(),
-                        user: user.clone(),
-                    },
-                );
-                if let Some(w) = self.workers.by_user.get_mut(&user) {
-                    if new_session {
-                        w.sessions += 1;
-                    }
-                    w.idle_since = None;
-                }
-                let msg = ToFront::Worker {
-                    auth,
-                    worker: id,
-                    user,
-                };
-                self.reply(msg, &[], fd.as_ref()).await;
-            }
-            Err(message) => {
-                tracing::error!(user, "no worker: {message}");
-                if !new_session {
-                    self.auths.insert(auth, Auth::Attached { aname, user });
-                }
-                self.fail(
-                    auth,
-                    ErrorCode::Unavailable,
-                    "the user's worker could not start",
-                )
-                .await;
-            }
-        }
-    }
-
-    /// Returns the user's worker id and, if the front does not have its link
-    /// yet (a new process), the front's end of the link.
-    async fn worker_link(
-        &mut self,
-        user: &str,
-        fresh: Option<(AuthenticatedUser, Transaction)>,
-    ) -> Result<(u64, Option<OwnedFd>), String> {
-        let running = self
-            .workers
-            .by_user
-            .get_mut(user)
-            .filter(|w| !w.stopping)
-            .and_then(|w| match w.child.as_mut().map(Child::try_wait) {
-                Some(Ok(None)) => Some(w.id),
-                _ => None,
-            });
-        if let Some(id) = running {
-            if let Some((_, tx)) = fresh {
-                tokio::spawn(async move { drop(tx.finish().await) });
-            }
-            return Ok((id, None));
-        }
-        // No live worker: reuse the user's PAM session if one is open (the
-        // worker died under live sessions), else open one with this login.
-        let old = self.workers.by_user.remove(user);
-        let carried = old.as_ref().map_or(0, |w| w.sessions);
-        let (account, pam) = match (old, fresh) {
-            (Some(mut old), fresh) if old.pam.is_some() => {
-                if let Some((_, tx)) = fresh {
-                    tokio::spawn(async move { drop(tx.finish().await) });
-                }
-                (old.account.clone(), old.pam.take())
-            }
-            (_, Some((authenticated, tx))) => {
-                let session = tx.open_session().await.map_err(|e| e.to_string())?;
-                (authenticated.account, Some(session))
-            }
-            (_, None) => return Err("no PAM session to start a worker in".into()),
-        };
-        let env = pam.as_ref().map(|s| s.env().to_vec()).unwrap_or_default();
-        let id = self.workers.next_id();
-        match self
-            .spawner
-            .spawn(&account, &env, &self.cloner.tree_of(user))
-        {
-            Ok((child, link)) => {
-                tracing::info!(user, uid = account.uid, pid = child.id(), "worker started");
-                self.workers.by_user.insert(
-                    user.to_owned(),
-                    Worker {
-                        id,
-                        account,
-                        child: Some(child),
-                        pam,
-                        sessions: carried,
-                        idle_since: (carried == 0).then(Instant::now),
-                        stopping: false,
-                    },
-                );
-                Ok((id, Some(link)))
-            }
-            Err(e) => {
-                if let Some(session) = pam {
-                    tokio::spawn(async move { drop(session.close().await) });
-                }
-                Err(e.to_string())
-            }
-        }
-    }
-}
-
-impl Monitor {
-    /// Clones (or re-syncs) the user's session tree at `aname`.
-    fn sync_clone(&mut self, user: &str, aname: &str) -> Result<(), String> {
-        let worker = self
-            .workers
-            .by_user
-            .get(user)
-            .ok_or_else(|| format!("no worker for {user}"))?;
-        let run_as = clone::RunAs {
-            account: worker.account.clone(),
-            env: worker
-                .pam
-                .as_ref()
-                .map(|s| s.env().to_vec())
-                .unwrap_or_default(),
-        };
-        let mut slot = self.clones.remove(user);
-        let synced = self.cloner.sync(&mut slot, &run_as, aname);
-        if let Some(c) = slot {
-            self.clones.insert(user.to_owned(), c);
-        }
-        synced
-    }
-
     /// Collects workers that exited. A worker without sessions is done: its
     /// PAM session closes. One that died under live sessions is restarted in
     /// the same PAM session when the front next asks for it.
-    async fn reap_exited(&mut self) {
+    fn reap_exited(&mut self) {
         let mut done = Vec::new();
         for (user, w) in &mut self.workers.by_user {
             let Some(child) = w.child.as_mut() else {
@@ -565,7 +417,7 @@ impl Monitor {
             };
             match child.try_wait() {
                 Ok(Some(status)) => {
-                    if w.stopping || w.sessions == 0 {
+                    if w.stopping || (w.sessions == 0 && w.pending == 0) {
                         tracing::info!(user, %status, "worker stopped");
                         done.push(user.clone());
                     } else {
@@ -580,9 +432,8 @@ impl Monitor {
         for user in done {
             if let Some(w) = self.workers.by_user.remove(&user) {
                 if let Some(session) = w.pam {
-                    if let Err(e) = session.close().await {
-                        tracing::error!(user, "closing the PAM session: {e}");
-                    }
+                    // Session modules may take their time: off the loop.
+                    tokio::spawn(close_session(user, session));
                 }
             }
         }
@@ -625,7 +476,7 @@ impl Monitor {
         self.pam = pam::Settings::from(&config.pam);
         // Failure counts survive a reload; only the limits change.
         lock(&self.lockout).reconfigure(&config.limits);
-        self.spawner.call_timeout = config.workers.call_timeout;
+        self.ctx.spawner.call_timeout = config.workers.call_timeout;
         self.config = config;
         tracing::info!("configuration and TLS credentials reloaded");
     }
@@ -657,15 +508,18 @@ impl Monitor {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            self.reap_exited().await;
+            self.reap_exited();
             let alive = self.workers.by_user.values().any(|w| w.child.is_some());
             if !alive || Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for (_, c) in self.clones.drain() {
-            let _ = tokio::task::spawn_blocking(self.cloner.remove(c)).await;
+        for (_, slot) in self.clones.drain() {
+            let taken = slot.try_lock().ok().and_then(|mut c| c.take());
+            if let Some(c) = taken {
+                let _ = tokio::task::spawn_blocking(self.ctx.cloner.remove(c)).await;
+            }
         }
         for (user, mut w) in self.workers.by_user.drain() {
             if let Some(mut child) = w.child.take() {
@@ -673,11 +527,19 @@ impl Monitor {
                 let _ = child.wait();
             }
             if let Some(session) = w.pam.take() {
-                if let Err(e) = session.close().await {
-                    tracing::error!(user, "closing the PAM session: {e}");
+                // Bounded: a session module that hangs does not keep srpcd.
+                let closing = close_session(user, session);
+                if tokio::time::timeout(FRONT_GRACE, closing).await.is_err() {
+                    tracing::warn!("a PAM session did not close in time");
                 }
             }
         }
+    }
+}
+
+async fn close_session(user: String, session: pam::Session) {
+    if let Err(e) = session.close().await {
+        tracing::error!(user, "closing the PAM session: {e}");
     }
 }
 

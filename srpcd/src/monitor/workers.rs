@@ -28,9 +28,45 @@ pub struct Worker {
     pub idle_since: Option<Instant>,
     /// SIGTERM was sent (idle reap or shutdown).
     pub stopping: bool,
+    /// Its start (PAM session, process, first clone sync) runs off the loop.
+    pub starting: bool,
+    /// Attaches on their way (start or clone sync running).
+    pub pending: u32,
+    /// Attaches waiting for the start to finish.
+    pub queued: Vec<super::attach::Queued>,
+}
+
+impl Worker {
+    /// A worker whose start is under way, carrying `sessions` from the one
+    /// that died (if any).
+    pub fn starting(id: u64, account: Account, sessions: u32) -> Worker {
+        Worker {
+            id,
+            account,
+            child: None,
+            pam: None,
+            sessions,
+            idle_since: None,
+            stopping: false,
+            starting: true,
+            pending: 0,
+            queued: Vec::new(),
+        }
+    }
+
+    /// Its process runs and is not being stopped.
+    pub fn is_running(&mut self) -> bool {
+        !self.stopping
+            && !self.starting
+            && self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
 }
 
 /// How workers are started.
+#[derive(Clone)]
 pub struct Spawner {
     /// The worker executable.
     pub program: PathBuf,
@@ -115,6 +151,8 @@ impl Workers {
             .iter()
             .filter(|(_, w)| {
                 w.sessions == 0
+                    && w.pending == 0
+                    && !w.starting
                     && !w.stopping
                     && w.idle_since.is_some_and(|t| now.duration_since(t) >= idle)
             })

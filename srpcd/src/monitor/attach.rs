@@ -1,0 +1,435 @@
+//! Attaching a session: the user's worker (started if need be) and the clone
+//! at the attach path. Everything slow here is what a client or a user
+//! controls — PAM's session modules, the size of the canonical tree — so none
+//! of it runs on the monitor's loop (audit M4): the loop only moves state and
+//! starts tasks, and each task reports back as an [`Event`].
+//!
+//! Per user, one start runs at a time (later attaches queue behind it), and
+//! one clone sync at a time (a per-user lock); `Worker::pending` counts
+//! attaches on their way, so a session ending meanwhile does not remove the
+//! clone they are building.
+
+use std::os::fd::OwnedFd;
+use std::process::Child;
+use std::sync::Arc;
+
+use srpc_proto::ErrorCode;
+use tokio::sync::mpsc;
+
+use super::clone::{Cloner, RunAs, UserClone};
+use super::workers::{Spawner, Worker};
+use super::{Auth, Monitor};
+use crate::ipc::ToFront;
+use crate::pam::{self, AuthenticatedUser, Transaction};
+use crate::users::Account;
+
+/// One user's clone, shared by that user's sync tasks.
+pub type CloneSlot = Arc<tokio::sync::Mutex<Option<UserClone>>>;
+
+/// What a task tells the monitor's loop.
+pub enum Event {
+    /// An authentication task ended.
+    Auth(super::auth::Outcome),
+    /// A worker start finished (the first attach's clone synced too).
+    Started {
+        /// Whose.
+        user: String,
+        /// The worker id the start was for.
+        id: u64,
+        /// The process, its PAM session and the front's end of its link.
+        started: Result<(Child, pam::Session, OwnedFd), String>,
+        /// The attach that started it.
+        first: Synced,
+    },
+    /// An attach to a running worker has its clone synced.
+    Synced(Synced),
+}
+
+/// One attach, done.
+pub struct Synced {
+    /// The authentication.
+    pub auth: u64,
+    /// Whose.
+    pub user: String,
+    /// Where.
+    pub aname: String,
+    /// A new session (not a re-attach after a worker crash).
+    pub new_session: bool,
+    /// The clone sync's result.
+    pub result: Result<(), String>,
+}
+
+/// An attach waiting for its user's worker to start.
+pub struct Queued {
+    auth: u64,
+    aname: String,
+    new_session: bool,
+}
+
+/// Everything a task needs, cloned out of the monitor.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Makes clones.
+    pub cloner: Arc<Cloner>,
+    /// Starts workers.
+    pub spawner: Spawner,
+    /// Where tasks report.
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+impl Monitor {
+    /// The worker for an authentication's user, started if need be, and its
+    /// clone at the attach path; answered when the task reports back.
+    pub(super) async fn attach(&mut self, auth: u64) {
+        let (user, aname, fresh) = match self.auths.remove(&auth) {
+            Some(Auth::Authenticated { aname, user, tx }) => {
+                (user.pam_user.clone(), aname, Some((user, tx)))
+            }
+            Some(Auth::Attached { aname, user }) => (user, aname, None),
+            other => {
+                if let Some(other) = other {
+                    self.auths.insert(auth, other);
+                }
+                return self
+                    .fail(
+                        auth,
+                        ErrorCode::AuthRequired,
+                        "authentication is not complete",
+                    )
+                    .await;
+            }
+        };
+        let new_session = fresh.is_some();
+        let slot = Arc::clone(self.clones.entry(user.clone()).or_default());
+        if let Some(w) = self.workers.by_user.get_mut(&user) {
+            if w.starting {
+                w.pending += 1;
+                w.queued.push(Queued {
+                    auth,
+                    aname,
+                    new_session,
+                });
+                finish_in_background(fresh);
+                return;
+            }
+            if w.is_running() {
+                w.pending += 1;
+                finish_in_background(fresh);
+                let run_as = w.run_as();
+                tokio::spawn(sync(
+                    self.ctx.clone(),
+                    slot,
+                    run_as,
+                    auth,
+                    user,
+                    aname,
+                    new_session,
+                ));
+                return;
+            }
+        }
+        // No live worker: reuse the user's PAM session if one is open (the
+        // worker died under live sessions), else open one with this login.
+        let old = self.workers.by_user.remove(&user);
+        let carried = old.as_ref().map_or(0, |w| w.sessions);
+        let (account, session) = match (old, fresh) {
+            (Some(mut old), fresh) if old.pam.is_some() => {
+                finish_in_background(fresh);
+                (old.account.clone(), Opening::Open(old.pam.take()))
+            }
+            (_, Some((authenticated, tx))) => (authenticated.account, Opening::Start(tx)),
+            (_, None) => {
+                tracing::error!(user, "no worker: no PAM session to start one in");
+                if !new_session {
+                    self.auths.insert(auth, Auth::Attached { aname, user });
+                }
+                return self
+                    .fail(
+                        auth,
+                        ErrorCode::Unavailable,
+                        "the user's worker could not start",
+                    )
+                    .await;
+            }
+        };
+        let id = self.workers.next_id();
+        let mut worker = Worker::starting(id, account.clone(), carried);
+        worker.pending = 1;
+        self.workers.by_user.insert(user.clone(), worker);
+        let tree = self.ctx.cloner.tree_of(&user);
+        tokio::spawn(start(
+            self.ctx.clone(),
+            slot,
+            account,
+            session,
+            tree,
+            Synced {
+                auth,
+                user,
+                aname,
+                new_session,
+                result: Ok(()),
+            },
+            id,
+        ));
+    }
+
+    /// A worker start reported back.
+    pub(super) async fn started(
+        &mut self,
+        user: String,
+        id: u64,
+        started: Result<(Child, pam::Session, OwnedFd), String>,
+        first: Synced,
+    ) {
+        let Some(w) = self.workers.by_user.get_mut(&user).filter(|w| w.id == id) else {
+            // srpcd is stopping (the entry went): nothing to hand out.
+            if let Ok((mut child, session, _)) = started {
+                let _ = child.kill();
+                let _ = child.wait();
+                tokio::spawn(async move { drop(session.close().await) });
+            }
+            return;
+        };
+        w.starting = false;
+        let queued = std::mem::take(&mut w.queued);
+        match started {
+            Ok((child, session, link)) => {
+                tracing::info!(
+                    user,
+                    uid = w.account.uid,
+                    pid = child.id(),
+                    "worker started"
+                );
+                w.child = Some(child);
+                w.pam = Some(session);
+                self.synced(first, Some(link)).await;
+                let Some(w) = self.workers.by_user.get(&user) else {
+                    return;
+                };
+                let run_as = w.run_as();
+                for q in queued {
+                    let slot = Arc::clone(self.clones.entry(user.clone()).or_default());
+                    tokio::spawn(sync(
+                        self.ctx.clone(),
+                        slot,
+                        run_as.clone(),
+                        q.auth,
+                        user.clone(),
+                        q.aname,
+                        q.new_session,
+                    ));
+                }
+            }
+            Err(message) => {
+                tracing::error!(user, "no worker: {message}");
+                let failed = |q: Queued| Synced {
+                    auth: q.auth,
+                    user: user.clone(),
+                    aname: q.aname,
+                    new_session: q.new_session,
+                    result: Err(message.clone()),
+                };
+                let all: Vec<Synced> = std::iter::once(Synced {
+                    result: Err(message.clone()),
+                    ..first
+                })
+                .chain(queued.into_iter().map(failed))
+                .collect();
+                for s in all {
+                    self.synced(s, None).await;
+                }
+            }
+        }
+    }
+
+    /// An attach is done: tell the front, count the session.
+    pub(super) async fn synced(&mut self, s: Synced, link: Option<OwnedFd>) {
+        let Synced {
+            auth,
+            user,
+            aname,
+            new_session,
+            result,
+        } = s;
+        let worker = self.workers.by_user.get_mut(&user);
+        let Some(w) = worker else {
+            return self
+                .fail(auth, ErrorCode::Unavailable, "the user's worker is gone")
+                .await;
+        };
+        w.pending = w.pending.saturating_sub(1);
+        let live = w.is_running();
+        match result {
+            Ok(()) if live => {
+                if new_session {
+                    w.sessions += 1;
+                }
+                w.idle_since = None;
+                let id = w.id;
+                self.auths.insert(
+                    auth,
+                    Auth::Attached {
+                        aname,
+                        user: user.clone(),
+                    },
+                );
+                let msg = ToFront::Worker {
+                    auth,
+                    worker: id,
+                    user,
+                };
+                self.reply(msg, &[], link.as_ref()).await;
+            }
+            failed => {
+                if let Err(message) = failed {
+                    tracing::error!(user, aname, "attach failed: {message}");
+                }
+                if !new_session {
+                    self.auths.insert(
+                        auth,
+                        Auth::Attached {
+                            aname,
+                            user: user.clone(),
+                        },
+                    );
+                }
+                self.fail(
+                    auth,
+                    ErrorCode::Unavailable,
+                    "the user's worker could not start",
+                )
+                .await;
+                self.maybe_idle(&user);
+            }
+        }
+    }
+
+    /// When the user has no session and no attach on its way: the worker
+    /// starts its idle time and the clone goes (emptied off the loop).
+    pub(super) fn maybe_idle(&mut self, user: &str) {
+        let Some(w) = self.workers.by_user.get_mut(user) else {
+            return;
+        };
+        if w.sessions > 0 || w.pending > 0 {
+            return;
+        }
+        w.idle_since = Some(std::time::Instant::now());
+        if let Some(slot) = self.clones.remove(user) {
+            // No task holds it: they all reported (pending is 0).
+            if let Ok(mut clone) = slot.try_lock() {
+                if let Some(c) = clone.take() {
+                    tokio::task::spawn_blocking(self.ctx.cloner.remove(c));
+                }
+            }
+        }
+    }
+}
+
+/// How a worker start gets its PAM session.
+enum Opening {
+    /// The one the last worker ran in, kept across its crash.
+    Open(Option<pam::Session>),
+    /// A fresh one from this login.
+    Start(Transaction),
+}
+
+/// An authentication whose PAM handle is not needed (the user's session is
+/// already open): ended off the loop.
+fn finish_in_background(fresh: Option<(AuthenticatedUser, Transaction)>) {
+    if let Some((_, tx)) = fresh {
+        tokio::spawn(async move { drop(tx.finish().await) });
+    }
+}
+
+/// Syncs the user's clone at `aname` (on the blocking pool, under the user's
+/// clone lock) and reports.
+async fn sync(
+    ctx: Ctx,
+    slot: CloneSlot,
+    run_as: RunAs,
+    auth: u64,
+    user: String,
+    aname: String,
+    new_session: bool,
+) {
+    let result = sync_clone(&ctx, slot, run_as, aname.clone()).await;
+    let _ = ctx.events.send(Event::Synced(Synced {
+        auth,
+        user,
+        aname,
+        new_session,
+        result,
+    }));
+}
+
+async fn sync_clone(
+    ctx: &Ctx,
+    slot: CloneSlot,
+    run_as: RunAs,
+    aname: String,
+) -> Result<(), String> {
+    let mut clone = slot.lock_owned().await;
+    let cloner = Arc::clone(&ctx.cloner);
+    tokio::task::spawn_blocking(move || cloner.sync(&mut clone, &run_as, &aname))
+        .await
+        .map_err(|e| format!("clone sync: {e}"))?
+}
+
+/// Opens the PAM session (or takes the kept one), starts the worker, syncs
+/// the first attach's clone, and reports.
+async fn start(
+    ctx: Ctx,
+    slot: CloneSlot,
+    account: Account,
+    opening: Opening,
+    tree: std::path::PathBuf,
+    mut first: Synced,
+    id: u64,
+) {
+    let session = match opening {
+        Opening::Open(Some(session)) => Ok(session),
+        Opening::Open(None) => Err("no PAM session to start a worker in".to_owned()),
+        Opening::Start(tx) => tx.open_session().await.map_err(|e| e.to_string()),
+    };
+    let started = match session {
+        Ok(session) => match ctx.spawner.spawn(&account, session.env(), &tree) {
+            Ok((child, link)) => Ok((child, session, link)),
+            Err(e) => {
+                drop(session.close().await);
+                Err(e.to_string())
+            }
+        },
+        Err(e) => Err(e),
+    };
+    if started.is_ok() {
+        let run_as = RunAs {
+            account: account.clone(),
+            env: started
+                .as_ref()
+                .map(|(_, s, _)| s.env().to_vec())
+                .unwrap_or_default(),
+        };
+        first.result = sync_clone(&ctx, slot, run_as, first.aname.clone()).await;
+    }
+    let _ = ctx.events.send(Event::Started {
+        user: first.user.clone(),
+        id,
+        started,
+        first,
+    });
+}
+
+impl Worker {
+    /// What its handlers run as.
+    pub fn run_as(&self) -> RunAs {
+        RunAs {
+            account: self.account.clone(),
+            env: self
+                .pam
+                .as_ref()
+                .map(|s| s.env().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+}
