@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use srpc_proto::{check, decode_bytes, encode, Check, Frame, Limits, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use srpc::frames::{FrameReader, ReadError};
+use srpc_proto::{encode, Frame, Limits, Message};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -80,27 +80,27 @@ impl Link {
         let weak = tx.downgrade();
         let reader = Arc::clone(&shared);
         tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(8192);
+            let mut frames = FrameReader::new();
             loop {
-                match check(&buf, &limits) {
-                    Check::Complete(len) => {
-                        let bytes = buf.split_to(len).freeze();
-                        match decode_bytes(&bytes, &limits) {
-                            Ok(frame) => deliver(&reader, &weak, frame),
-                            Err(e) => {
-                                tracing::error!("link peer sent a malformed frame: {e}");
-                                break;
-                            }
-                        }
-                    }
-                    Check::Invalid(e) => {
-                        tracing::error!("link peer sent an invalid frame: {e}");
+                let raw = match frames.next(&mut rd, &limits).await {
+                    Ok(raw) => raw,
+                    Err(ReadError::Closed) => break,
+                    // The peer died (a reset): its callers learn it as LinkDown.
+                    Err(ReadError::Io(e)) => {
+                        tracing::debug!("link read failed: {e}");
                         break;
                     }
-                    Check::Incomplete => match rd.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    },
+                    Err(ReadError::Deframe(e)) => {
+                        tracing::error!("link peer: {e}");
+                        break;
+                    }
+                };
+                match raw.decode(&limits) {
+                    Ok(frame) => deliver(&reader, &weak, frame),
+                    Err(e) => {
+                        tracing::error!("link peer sent a malformed frame: {e}");
+                        break;
+                    }
                 }
             }
             reader.down.store(true, Ordering::SeqCst);

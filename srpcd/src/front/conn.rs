@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use srpc::frames::{FrameReader, ReadError};
 use srpc_proto::{
-    check, decode_bytes, encode, AuthAnswers, AuthStep, Check, ErrorCode, Frame, Header, Limits,
-    Message, Qid, QidType, PROTOCOL_VERSION,
+    encode, AuthAnswers, AuthStep, DeframeError, ErrorCode, Frame, Limits, Message, Qid, QidType,
+    RawFrame, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -123,10 +124,10 @@ pub async fn serve_connection(
         max_pending: offered.max_pending,
         ..Limits::default()
     };
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut frames = FrameReader::new();
     let negotiated = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        negotiate(&mut rd, &mut buf, &out, server_limits),
+        negotiate(&mut rd, &mut frames, &out, server_limits),
     )
     .await
     .unwrap_or(None);
@@ -143,7 +144,7 @@ pub async fn serve_connection(
         inflight: Mutex::new(HashMap::new()),
         out,
     });
-    read_requests(&conn, &mut rd, &mut buf).await;
+    read_requests(&conn, &mut rd, &mut frames).await;
     // The client is gone: abandon its requests, release its fids (sessions end
     // and unfinished authentications are aborted as their last reference goes).
     for (_, req) in lock(&conn.inflight).drain() {
@@ -156,26 +157,26 @@ pub async fn serve_connection(
     let _ = writer.await;
 }
 
+/// The next frame; `Ok(None)` when the client is gone (or ended inside a
+/// frame), `Err` for a bad header, which must be answered before closing.
 async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
-    buf: &mut BytesMut,
+    frames: &mut FrameReader,
     limits: &Limits,
-) -> Result<Option<Bytes>, (u64, srpc_proto::DecodeError)> {
-    loop {
-        match check(buf, limits) {
-            Check::Complete(len) => return Ok(Some(buf.split_to(len).freeze())),
-            Check::Invalid(e) => return Err((Header::parse(buf).map_or(0, |h| h.seq), e)),
-            Check::Incomplete => match rd.read_buf(buf).await {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
-            },
+) -> Result<Option<RawFrame>, (u64, srpc_proto::DecodeError)> {
+    match frames.next(rd, limits).await {
+        Ok(frame) => Ok(Some(frame)),
+        Err(ReadError::Deframe(DeframeError::BadHeader { seq, error })) => Err((seq, error)),
+        Err(e) => {
+            tracing::debug!("connection ends: {e}");
+            Ok(None)
         }
     }
 }
 
 async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
-    buf: &mut BytesMut,
+    frames: &mut FrameReader,
     out: &mpsc::Sender<Vec<u8>>,
     server: Limits,
 ) -> Option<Limits> {
@@ -184,7 +185,7 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         max_message: Limits::FLOOR.max_message,
         ..server
     };
-    let frame = match read_frame(rd, buf, &before).await {
+    let frame = match read_frame(rd, frames, &before).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return None,
         Err((seq, e)) => {
@@ -197,7 +198,7 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
             return None;
         }
     };
-    let (seq, reply, agreed) = match decode_bytes(&frame, &before) {
+    let (seq, reply, agreed) = match frame.decode(&before) {
         Ok(Frame {
             seq,
             msg: Message::Tversion { version, limits },
@@ -227,11 +228,7 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
             Message::error(ErrorCode::Protocol, "the first request must be version"),
             None,
         ),
-        Err(e) => (
-            Header::parse(&frame).map_or(0, |h| h.seq),
-            Message::error(e.code(), e.to_string()),
-            None,
-        ),
+        Err(e) => (frame.seq(), Message::error(e.code(), e.to_string()), None),
     };
     out.send(encode(&Frame::new(seq, reply))).await.ok()?;
     agreed
@@ -240,12 +237,12 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
 async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     conn: &Arc<Conn>,
     rd: &mut R,
-    buf: &mut BytesMut,
+    frames: &mut FrameReader,
 ) {
     let mut draining = conn.front.draining.subscribe();
     loop {
         let read = tokio::select! {
-            read = read_frame(rd, buf, &conn.limits) => Some(read),
+            read = read_frame(rd, frames, &conn.limits) => Some(read),
             _ = draining.wait_for(|d| *d) => None,
         };
         let Some(read) = read else {
@@ -265,11 +262,10 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 return;
             }
         };
-        let Frame { seq, msg } = match decode_bytes(&frame, &conn.limits) {
+        let Frame { seq, msg } = match frame.decode(&conn.limits) {
             Ok(f) => f,
             Err(e) => {
-                let seq = Header::parse(&frame).map_or(0, |h| h.seq);
-                conn.reply_now(seq, Message::error(e.code(), e.to_string()))
+                conn.reply_now(frame.seq(), Message::error(e.code(), e.to_string()))
                     .await;
                 continue;
             }

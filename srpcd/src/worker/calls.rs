@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::io::Errno;
-use srpc_proto::{ErrorCode, Limits, Message};
+use srpc_proto::{ErrorCode, Message, INTERNAL_LINK_LIMITS};
 use tokio::net::UnixStream;
 
 use crate::link::Link;
@@ -85,7 +85,7 @@ impl Calls {
                 errno: e.raw_os_error(),
             }
         })?;
-        let link = Arc::new(Link::start(stream, Limits::default()));
+        let link = Arc::new(Link::start(stream, INTERNAL_LINK_LIMITS));
         self.lock().insert(key, Arc::clone(&link));
         Ok(link)
     }
