@@ -78,6 +78,11 @@ pub struct FrontSettings {
     pub max_fids: u32,
     /// Requests in flight per connection offered in `Rversion`.
     pub max_pending: u32,
+    /// Request and reply bytes one connection may hold before it stops
+    /// being read.
+    pub connection_buffer_bytes: u32,
+    /// The same, over all connections of the front.
+    pub total_buffer_bytes: u64,
     /// Accept TLS 1.2 as well as 1.3.
     pub allow_tls12: bool,
 }

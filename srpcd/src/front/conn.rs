@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use zeroize::Zeroize;
 
+use super::budget::{Budget, Charge};
 use super::session::{NodeFid, Session};
 use super::Front;
 use crate::ipc::{ToFront, ToMonitor};
@@ -25,9 +26,13 @@ use crate::ipc::{ToFront, ToMonitor};
 /// For the TLS handshake and, separately, the version exchange: a client that
 /// says nothing does not keep its connection slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies queued for the writer; a client that stops reading stalls its own
-/// requests, not the front's memory.
+/// Replies queued for the writer. Their bytes stay charged to the
+/// connection's budget until written, so a client that stops reading stops
+/// being read (see `budget.rs`).
 const OUTBOX: usize = 64;
+
+/// A frame for the writer, with the budget charge it releases once written.
+type Outgoing = (Vec<u8>, Option<Charge>);
 
 enum Fid {
     /// A request is binding this fid right now.
@@ -72,7 +77,8 @@ struct Conn {
     limits: Limits,
     fids: Mutex<HashMap<u32, Fid>>,
     inflight: Mutex<HashMap<u64, Inflight>>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
+    budget: Arc<Budget>,
 }
 
 /// A request being handled.
@@ -107,12 +113,13 @@ pub async fn serve_connection(
         }
     };
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let (out, mut outbox) = mpsc::channel::<Vec<u8>>(OUTBOX);
+    let (out, mut outbox) = mpsc::channel::<Outgoing>(OUTBOX);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
+        while let Some((frame, charge)) = outbox.recv().await {
             if wr.write_all(&frame).await.is_err() {
                 break;
             }
+            drop(charge);
         }
         let _ = wr.shutdown().await;
     });
@@ -136,7 +143,13 @@ pub async fn serve_connection(
         let _ = writer.await;
         return;
     };
+    let budget = Budget::new(
+        offered.connection_buffer_bytes as usize,
+        Arc::clone(&front.budget),
+        usize::try_from(offered.total_buffer_bytes).unwrap_or(usize::MAX),
+    );
     let conn = Arc::new(Conn {
+        budget,
         front,
         rhost: peer.ip().to_string(),
         limits,
@@ -177,7 +190,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     frames: &mut FrameReader,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &mpsc::Sender<Outgoing>,
     server: Limits,
 ) -> Option<Limits> {
     // Until version is agreed, no frame may exceed the protocol's floor.
@@ -189,12 +202,8 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         Ok(Some(frame)) => frame,
         Ok(None) => return None,
         Err((seq, e)) => {
-            let _ = out
-                .send(encode(&Frame::new(
-                    seq,
-                    Message::error(e.code(), e.to_string()),
-                )))
-                .await;
+            let error = Message::error(e.code(), e.to_string());
+            let _ = out.send((encode(&Frame::new(seq, error)), None)).await;
             return None;
         }
     };
@@ -230,7 +239,9 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         ),
         Err(e) => (frame.seq(), Message::error(e.code(), e.to_string()), None),
     };
-    out.send(encode(&Frame::new(seq, reply))).await.ok()?;
+    out.send((encode(&Frame::new(seq, reply)), None))
+        .await
+        .ok()?;
     agreed
 }
 
@@ -241,8 +252,13 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
 ) {
     let mut draining = conn.front.draining.subscribe();
     loop {
+        // Backpressure: while the replies this connection holds (or the
+        // front's total) are over budget, the next request is not read.
         let read = tokio::select! {
-            read = read_frame(rd, frames, &conn.limits) => Some(read),
+            read = async {
+                conn.budget.room().await;
+                read_frame(rd, frames, &conn.limits).await
+            } => Some(read),
             _ = draining.wait_for(|d| *d) => None,
         };
         let Some(read) = read else {
@@ -262,6 +278,9 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 return;
             }
         };
+        // Held until the reply is written: the decoded request shares the
+        // frame's bytes, and the reply takes over the charge.
+        let charge = conn.budget.charge(frame.bytes().len());
         let Frame { seq, msg } = match frame.decode(&conn.limits) {
             Ok(f) => f,
             Err(e) => {
@@ -314,7 +333,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         let mut inflight = lock(&conn.inflight);
         let task = tokio::spawn(async move {
             let reply = task_conn.handle(msg).await;
-            task_conn.finish(seq, reply).await;
+            task_conn.finish(seq, reply, charge).await;
         });
         inflight.insert(
             seq,
@@ -329,11 +348,12 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
 
 impl Conn {
     async fn reply_now(&self, seq: u64, msg: Message) {
-        let _ = self.out.send(encode(&Frame::new(seq, msg))).await;
+        let _ = self.out.send((encode(&Frame::new(seq, msg)), None)).await;
     }
 
-    /// Sends a request's reply unless the request was flushed meanwhile.
-    async fn finish(&self, seq: u64, msg: Message) {
+    /// Sends a request's reply unless the request was flushed meanwhile. The
+    /// request's charge becomes the reply's until the writer has written it.
+    async fn finish(&self, seq: u64, msg: Message, mut charge: Charge) {
         let mut frame = encode(&Frame::new(seq, msg));
         if frame.len() > self.limits.max_message as usize {
             // The client agreed to nothing larger (a handler's big reply).
@@ -347,12 +367,13 @@ impl Conn {
                 Message::error(ErrorCode::LimitExceeded, m),
             ));
         }
+        charge.resize(frame.len());
         let Ok(permit) = self.out.reserve().await else {
             return;
         };
         let mut inflight = lock(&self.inflight);
         if let Some(req) = inflight.remove(&seq) {
-            permit.send(frame);
+            permit.send((frame, Some(charge)));
             req.done.notify_waiters();
         }
     }
