@@ -33,3 +33,5 @@ fuzz:
 	cd fuzz && ./seed-from-spec.sh
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode_frame -- -runs=1000000 -print_final_stats=1
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run roundtrip -- -runs=1000000 -print_final_stats=1
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run deframer -- -runs=1000000 -print_final_stats=1
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ipc_to_monitor -- -runs=1000000 -print_final_stats=1

@@ -13,6 +13,7 @@
 
 mod auth;
 mod codec;
+mod deframer;
 mod error;
 mod header;
 mod json;
@@ -23,9 +24,10 @@ mod name;
 
 pub use auth::{AuthAnswers, AuthStep, Prompt, PromptStyle};
 pub use codec::{decode, decode_bytes, encode, encode_into};
+pub use deframer::{DeframeError, Deframer, RawFrame, READ_CHUNK};
 pub use error::{DecodeError, ErrorCode, FieldError, NameError};
 pub use header::{check, Check, Header, HEADER_LEN};
-pub use limits::{Limits, HARD_LIMITS, PROTOCOL_VERSION};
+pub use limits::{Limits, HARD_LIMITS, INTERNAL_LINK_LIMITS, PROTOCOL_VERSION};
 pub use listing::{decode_listing, encode_listing};
 pub use message::{Frame, Kind, Message, NodeKind, Qid, QidType, Stat};
 pub use name::{validate_name, validate_path};

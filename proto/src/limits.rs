@@ -29,6 +29,14 @@ pub const HARD_LIMITS: Limits = Limits {
     max_pending: 4096,
 };
 
+/// The limits of srpcd's internal links (front to worker, worker to handler,
+/// and the handler library's end): the hard ceilings. The one rule is that an
+/// internal end never refuses what the front accepted: the front enforces each
+/// connection's negotiated limits towards its client (requests when read,
+/// replies before they are sent), so every internal end accepts anything up to
+/// the ceiling a negotiation can reach, whatever `max_message` is configured.
+pub const INTERNAL_LINK_LIMITS: Limits = HARD_LIMITS;
+
 impl Default for Limits {
     /// The defaults a client proposes and a server starts from.
     fn default() -> Self {

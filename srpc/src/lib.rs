@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod frames;
 pub mod handler;
 
 pub use srpc_proto as proto;

@@ -149,7 +149,10 @@ async fn handler_errors_are_sent_as_rerror() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_over_the_message_limit_becomes_limit_exceeded() {
-    let server = Server::start(|_call: Call| async move { Ok(Bytes::from(vec![b'x'; 2 << 20])) });
+    // The handler link's limit is the ceiling (protocol.md section 16): a reply
+    // of exactly that many data bytes cannot fit with its header.
+    let max = srpc_proto::INTERNAL_LINK_LIMITS.max_message as usize;
+    let server = Server::start(move |_call: Call| async move { Ok(Bytes::from(vec![b'x'; max])) });
     let mut client = LinkClient::connect(&server.path).await;
     let reply = client.call(1, "big").await;
     let (code, message) = expect_error(&reply);

@@ -120,6 +120,13 @@ pub struct Limits {
     /// Largest protocol message in bytes, header included.
     #[serde(deserialize_with = "max_message")]
     pub max_message: u32,
+    /// Request and reply bytes the front holds for one connection before it
+    /// stops reading that connection's requests (until replies are read).
+    #[serde(deserialize_with = "connection_buffer")]
+    pub connection_buffer_bytes: u32,
+    /// The same over all connections: past it, no connection is read.
+    #[serde(deserialize_with = "total_buffer")]
+    pub total_buffer_bytes: u64,
     /// Failed authentications allowed per user and per source within the window.
     #[serde(deserialize_with = "positive")]
     pub auth_attempts: u32,
@@ -219,6 +226,8 @@ impl Default for Limits {
             fids_per_connection: proto.max_fids,
             pending_requests: proto.max_pending,
             max_message: proto.max_message,
+            connection_buffer_bytes: 16 * 1024 * 1024,
+            total_buffer_bytes: 512 * 1024 * 1024,
             auth_attempts: 5,
             lockout_window: Duration::from_secs(300),
             auth_conversations: 64,
@@ -366,6 +375,23 @@ fn max_message<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     range_u32(d, f.max_message, h.max_message)
 }
 
+/// 64 KiB to 1 GiB. One request over it still passes (on an idle connection).
+fn connection_buffer<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    range_u32(d, 64 * 1024, 1 << 30)
+}
+
+/// 1 MiB to 64 GiB.
+fn total_buffer<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let (min, max) = (1u64 << 20, 64u64 << 30);
+    let v = i64::deserialize(d)?;
+    match u64::try_from(v) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(de::Error::custom(format!(
+            "{v} is out of range (expected {min} to {max})"
+        ))),
+    }
+}
+
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     // A day is far beyond any sensible timeout and keeps arithmetic safe.
     range_u32(d, 1, 86_400).map(|s| Duration::from_secs(u64::from(s)))
@@ -509,6 +535,19 @@ mod tests {
         assert!(e.contains("limits.connections: -1 is out of range"), "{e}");
         let e = parse("[limits]\nconnections = \"many\"\n").unwrap_err();
         assert!(e.contains("limits.connections: "), "{e}");
+
+        let e = parse("[limits]\nconnection_buffer_bytes = 1000\n").unwrap_err();
+        assert!(
+            e.contains("limits.connection_buffer_bytes: 1000 is out of range (expected 65536 to 1073741824)"),
+            "{e}"
+        );
+        let e = parse("[limits]\ntotal_buffer_bytes = 0\n").unwrap_err();
+        assert!(
+            e.contains("limits.total_buffer_bytes: 0 is out of range"),
+            "{e}"
+        );
+        let c = parse("[limits]\ntotal_buffer_bytes = 8589934592\n").unwrap();
+        assert_eq!(c.limits.total_buffer_bytes, 8 << 30);
     }
 
     #[test]

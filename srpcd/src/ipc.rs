@@ -80,6 +80,11 @@ pub struct FrontSettings {
     pub max_fids: u32,
     /// Requests in flight per connection offered in `Rversion`.
     pub max_pending: u32,
+    /// Request and reply bytes one connection may hold before it stops
+    /// being read.
+    pub connection_buffer_bytes: u32,
+    /// The same, over all connections of the front.
+    pub total_buffer_bytes: u64,
     /// Accept TLS 1.2 as well as 1.3.
     pub allow_tls12: bool,
     /// PAM conversations at once on one connection.
@@ -229,28 +234,57 @@ impl Channel {
         if len == 0 && fds.is_empty() {
             return Ok(None);
         }
-        if info.truncated() || len > MAX_MESSAGE {
+        if info.truncated() {
             return Err(IpcError::TooLarge);
         }
-        if truncated || fds.len() > 1 {
-            return Err(IpcError::Malformed("more than one fd".into()));
+        if truncated {
+            return Err(IpcError::Malformed(
+                "more fds than the channel carries".into(),
+            ));
         }
-        let body = &buf[..len];
-        let (prefix, rest) = body
-            .split_first_chunk::<4>()
-            .ok_or_else(|| IpcError::Malformed("short message".into()))?;
-        let header_len = u32::from_be_bytes(*prefix) as usize;
-        if header_len > rest.len() {
-            return Err(IpcError::Malformed("header length past the end".into()));
-        }
-        let (header, payload) = rest.split_at(header_len);
-        let msg = serde_json::from_slice(header).map_err(|e| IpcError::Malformed(e.to_string()))?;
+        let datagram = buf.get(..len).ok_or(IpcError::TooLarge)?;
+        let (msg, payload) = decode(datagram, fds.len())?;
         Ok(Some(Envelope {
             msg,
             payload: Zeroizing::new(payload.to_vec()),
             fd: fds.pop(),
         }))
     }
+}
+
+/// Parses one received datagram, with no I/O: `u32 header length | header
+/// JSON | payload`, and `fds` the number of descriptors that came with it
+/// (at most one is allowed). Returns the typed header and the payload. This
+/// is all the root monitor parses of what the (unprivileged) front sends; it
+/// is fuzzed (`fuzz/fuzz_targets/ipc_to_monitor.rs`).
+pub fn decode<T: DeserializeOwned>(datagram: &[u8], fds: usize) -> Result<(T, &[u8]), IpcError> {
+    if datagram.len() > MAX_MESSAGE {
+        return Err(IpcError::TooLarge);
+    }
+    if fds > 1 {
+        return Err(IpcError::Malformed(format!(
+            "{fds} fds with one message (at most one)"
+        )));
+    }
+    let (prefix, rest) = datagram.split_first_chunk::<4>().ok_or_else(|| {
+        IpcError::Malformed(format!(
+            "{} bytes: shorter than the 4-byte header length",
+            datagram.len()
+        ))
+    })?;
+    let header_len = u32::from_be_bytes(*prefix);
+    let Some((header, payload)) = usize::try_from(header_len)
+        .ok()
+        .and_then(|n| (n <= rest.len()).then(|| rest.split_at(n)))
+    else {
+        return Err(IpcError::Malformed(format!(
+            "header length {header_len} past the end ({} bytes follow)",
+            rest.len()
+        )));
+    };
+    // serde_json's message names the field and position, never the payload.
+    let msg = serde_json::from_slice(header).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    Ok((msg, payload))
 }
 
 impl AsFd for Channel {
@@ -307,6 +341,33 @@ mod tests {
                 Err(IpcError::Malformed(_))
             ));
         }
+    }
+
+    #[test]
+    fn decode_names_what_is_wrong() {
+        let msg = |e: IpcError| e.to_string();
+        let good = {
+            let header = br#"{"op":"auth_answer","auth":3}"#;
+            let mut m = (u32::try_from(header.len()).unwrap())
+                .to_be_bytes()
+                .to_vec();
+            m.extend_from_slice(header);
+            m.extend_from_slice(b"answers");
+            m
+        };
+        let (got, payload) = decode::<ToMonitor>(&good, 0).unwrap();
+        assert_eq!(got, ToMonitor::AuthAnswer { auth: 3 });
+        assert_eq!(payload, b"answers");
+        assert!(msg(decode::<ToMonitor>(&good, 2).unwrap_err()).contains("2 fds"));
+        assert!(msg(decode::<ToMonitor>(&good[..3], 0).unwrap_err()).contains("shorter than"));
+        let mut long = good.clone();
+        long[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(msg(decode::<ToMonitor>(&long, 0).unwrap_err()).contains("past the end"));
+        let big = vec![0u8; MAX_MESSAGE + 1];
+        assert!(matches!(
+            decode::<ToMonitor>(&big, 0),
+            Err(IpcError::TooLarge)
+        ));
     }
 
     #[tokio::test]

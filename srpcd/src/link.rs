@@ -8,11 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use srpc_proto::{check, decode_bytes, encode, Check, Frame, Limits, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use srpc::frames::{FrameReader, ReadError};
+use srpc_proto::{encode, Frame, Header, Limits, Message, HEADER_LEN};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// Bytes of requests queued for the writer at most (two frames of the
+/// largest size). Callers wait for room; flushes and clean-ups (one small
+/// frame per call at most) are not counted, so a `Drop` never waits.
+const QUEUE_BYTES: usize = 2 * srpc_proto::INTERNAL_LINK_LIMITS.max_message as usize;
+
+/// A frame for the writer, with the queue room it frees once written.
+type Queued = (Vec<u8>, Option<OwnedSemaphorePermit>);
 
 /// The peer went away (exited, was killed, or the link broke).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +59,8 @@ impl Shared {
 /// One link. Dropping the last handle closes the writing side, which ends the
 /// link once the peer has answered what was in flight.
 pub struct Link {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Queued>,
+    room: Arc<Semaphore>,
     shared: Arc<Shared>,
 }
 
@@ -60,7 +69,7 @@ impl Link {
     /// `limits.max_message`.
     pub fn start(stream: UnixStream, limits: Limits) -> Link {
         let (mut rd, mut wr) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
@@ -68,10 +77,11 @@ impl Link {
             last_used: Mutex::new(Instant::now()),
         });
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
+            while let Some((frame, room)) = rx.recv().await {
                 if wr.write_all(&frame).await.is_err() {
                     return;
                 }
+                drop(room);
             }
             let _ = wr.shutdown().await;
         });
@@ -80,27 +90,27 @@ impl Link {
         let weak = tx.downgrade();
         let reader = Arc::clone(&shared);
         tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(8192);
+            let mut frames = FrameReader::new();
             loop {
-                match check(&buf, &limits) {
-                    Check::Complete(len) => {
-                        let bytes = buf.split_to(len).freeze();
-                        match decode_bytes(&bytes, &limits) {
-                            Ok(frame) => deliver(&reader, &weak, frame),
-                            Err(e) => {
-                                tracing::error!("link peer sent a malformed frame: {e}");
-                                break;
-                            }
-                        }
-                    }
-                    Check::Invalid(e) => {
-                        tracing::error!("link peer sent an invalid frame: {e}");
+                let raw = match frames.next(&mut rd, &limits).await {
+                    Ok(raw) => raw,
+                    Err(ReadError::Closed) => break,
+                    // The peer died (a reset): its callers learn it as LinkDown.
+                    Err(ReadError::Io(e)) => {
+                        tracing::debug!("link read failed: {e}");
                         break;
                     }
-                    Check::Incomplete => match rd.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    },
+                    Err(ReadError::Deframe(e)) => {
+                        tracing::error!("link peer: {e}");
+                        break;
+                    }
+                };
+                match raw.decode(&limits) {
+                    Ok(frame) => deliver(&reader, &weak, frame),
+                    Err(e) => {
+                        tracing::error!("link peer sent a malformed frame: {e}");
+                        break;
+                    }
                 }
             }
             reader.down.store(true, Ordering::SeqCst);
@@ -111,7 +121,11 @@ impl Link {
                 }
             }
         });
-        Link { tx, shared }
+        Link {
+            tx,
+            room: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            shared,
+        }
     }
 
     /// True once the peer has gone away.
@@ -129,6 +143,13 @@ impl Link {
     /// discarded and, if it was a success, `orphan_cleanup` undoes it.
     pub async fn call(&self, msg: Message, orphan_cleanup: Option<Message>) -> Reply {
         *lock(&self.shared.last_used) = Instant::now();
+        let frame = encode(&Frame::new(0, msg));
+        // Before registering: a caller that gives up while waiting here leaves
+        // nothing behind.
+        let cost = u32::try_from(frame.len().min(QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let Ok(room) = Arc::clone(&self.room).acquire_many_owned(cost).await else {
+            return Err(LinkDown);
+        };
         let (tx, rx) = oneshot::channel();
         let Some(seq) = self.shared.register(Pending {
             reply: Some(tx),
@@ -136,7 +157,7 @@ impl Link {
         }) else {
             return Err(LinkDown);
         };
-        if self.tx.send(encode(&Frame::new(seq, msg))).is_err() {
+        if self.tx.send((with_seq(frame, seq), Some(room))).is_err() {
             lock(&self.shared.pending).remove(&seq);
             return Err(LinkDown);
         }
@@ -172,7 +193,16 @@ impl Drop for FlushOnDrop<'_> {
     }
 }
 
-fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Vec<u8>>, frame: Frame) {
+/// Puts `seq` in an encoded frame's header (it is known only once the frame
+/// has room in the queue).
+fn with_seq(mut frame: Vec<u8>, seq: u64) -> Vec<u8> {
+    if let (Some(header), Some(head)) = (Header::parse(&frame), frame.get_mut(..HEADER_LEN)) {
+        head.copy_from_slice(&Header { seq, ..header }.to_bytes());
+    }
+    frame
+}
+
+fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Queued>, frame: Frame) {
     let Some(p) = lock(&shared.pending).remove(&frame.seq) else {
         tracing::warn!(
             seq = frame.seq,
@@ -192,13 +222,13 @@ fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Vec<u8>>, frame: Fram
     }
 }
 
-fn forget(shared: &Shared, tx: &mpsc::UnboundedSender<Vec<u8>>, msg: Message) {
+fn forget(shared: &Shared, tx: &mpsc::UnboundedSender<Queued>, msg: Message) {
     let none = Pending {
         reply: None,
         orphan_cleanup: None,
     };
     if let Some(seq) = shared.register(none) {
-        let _ = tx.send(encode(&Frame::new(seq, msg)));
+        let _ = tx.send((encode(&Frame::new(seq, msg)), None));
     }
 }
 

@@ -12,17 +12,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use srpc_proto::{
-    check, decode_bytes, encode_into, Check, ErrorCode, Frame, Header, Limits, Message,
+    encode_into, DeframeError, ErrorCode, Frame, Limits, Message, RawFrame, INTERNAL_LINK_LIMITS,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Call, CallError, Caller, HandlerFn};
+use crate::frames::{FrameReader, ReadError};
 
 /// Calls running at once on one connection; more get `limit_exceeded`.
 pub const MAX_CALLS_IN_FLIGHT: usize = 1024;
@@ -99,7 +100,9 @@ pub(crate) async fn serve_link<H: HandlerFn>(
         endpoint,
         caller,
         handler,
-        limits: Limits::default(),
+        // Only srpcd's worker connects, and the front has enforced the
+        // client's negotiated limits already (one rule for internal links).
+        limits: INTERNAL_LINK_LIMITS,
     };
     tokio::join!(reader.run(), write_loop(wr, rx, shared));
 }
@@ -127,71 +130,51 @@ impl<H: HandlerFn> Reader<H> {
     }
 
     async fn read_frames(&mut self) {
-        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut frames = FrameReader::new();
         loop {
-            loop {
-                match check(&buf, &self.limits) {
-                    Check::Complete(len) => {
-                        let frame = buf.split_to(len).freeze();
-                        if !self.handle(&frame).await {
-                            return;
-                        }
-                    }
-                    Check::Invalid(e) => {
-                        // The header is bad, so where the next frame starts is
-                        // unknown: answer and close.
-                        let seq = Header::parse(&buf).map_or(0, |h| h.seq);
-                        tracing::warn!(endpoint = %self.endpoint, error = %e, "bad frame header; closing");
-                        let message = e.to_string();
-                        let _ = self
-                            .tx
-                            .send(Out::Fatal {
-                                seq,
-                                code: e.code(),
-                                message,
-                            })
-                            .await;
-                        return;
-                    }
-                    Check::Incomplete => {
-                        // The header was checked against max_message, so this
-                        // reservation is bounded.
-                        let want = Header::parse(&buf)
-                            .and_then(|h| h.frame_len(&self.limits).ok())
-                            .unwrap_or(0)
-                            .max(buf.len() + 4096);
-                        buf.reserve(want - buf.len());
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                read = self.rd.read_buf(&mut buf) => match read {
-                    Ok(0) => {
-                        if !buf.is_empty() {
-                            tracing::debug!(endpoint = %self.endpoint, bytes = buf.len(), "connection closed inside a frame");
-                        }
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(endpoint = %self.endpoint, error = %e, "read failed");
-                        return;
-                    }
-                },
+            let next = tokio::select! {
+                next = frames.next(&mut self.rd, &self.limits) => next,
                 // The writer is gone (the peer stopped reading): stop reading too.
                 () = self.tx.closed() => return,
+            };
+            match next {
+                Ok(frame) => {
+                    if !self.handle(&frame).await {
+                        return;
+                    }
+                }
+                Err(ReadError::Closed) => return,
+                Err(ReadError::Io(e)) => {
+                    tracing::debug!(endpoint = %self.endpoint, error = %e, "read failed");
+                    return;
+                }
+                Err(ReadError::Deframe(e @ DeframeError::Truncated { .. })) => {
+                    tracing::debug!(endpoint = %self.endpoint, error = %e, "connection closed inside a frame");
+                    return;
+                }
+                Err(ReadError::Deframe(DeframeError::BadHeader { seq, error })) => {
+                    // The header is bad, so where the next frame starts is
+                    // unknown: answer and close.
+                    tracing::warn!(endpoint = %self.endpoint, %error, "bad frame header; closing");
+                    let message = error.to_string();
+                    let _ = self
+                        .tx
+                        .send(Out::Fatal {
+                            seq,
+                            code: error.code(),
+                            message,
+                        })
+                        .await;
+                    return;
+                }
             }
         }
     }
 
     /// Handles one whole frame; false when the writer is gone.
-    async fn handle(&mut self, frame: &Bytes) -> bool {
-        let out = match decode_bytes(frame, &self.limits) {
-            Err(e) => {
-                let seq = Header::parse(frame).map_or(0, |h| h.seq);
-                error(seq, e.code(), e.to_string())
-            }
+    async fn handle(&mut self, frame: &RawFrame) -> bool {
+        let out = match frame.decode(&self.limits) {
+            Err(e) => error(frame.seq(), e.code(), e.to_string()),
             Ok(Frame {
                 seq,
                 msg: Message::Tappend { fid: 0, data },
@@ -266,7 +249,7 @@ fn error(seq: u64, code: ErrorCode, message: String) -> Out {
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, shared: Shared) {
-    let limits = Limits::default();
+    let limits = INTERNAL_LINK_LIMITS;
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use srpc::handler::{serve_until, HandlerFn, Listener, ServeError};
-use srpc_proto::{check, decode, encode, Check, Frame, Limits, Message};
+use srpc_proto::{check, decode, encode, Check, Frame, Message, INTERNAL_LINK_LIMITS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
@@ -96,10 +96,10 @@ impl LinkClient {
 
     async fn recv_inner(&mut self) -> Option<Frame> {
         loop {
-            match check(&self.buf, &Limits::default()) {
+            match check(&self.buf, &INTERNAL_LINK_LIMITS) {
                 Check::Complete(len) => {
                     let frame = self.buf.split_to(len);
-                    return Some(decode(&frame, &Limits::default()).unwrap());
+                    return Some(decode(&frame, &INTERNAL_LINK_LIMITS).unwrap());
                 }
                 Check::Invalid(e) => panic!("handler sent a bad frame: {e}"),
                 Check::Incomplete => {}

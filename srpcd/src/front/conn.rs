@@ -7,17 +7,19 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use srpc::frames::{FrameReader, ReadError};
 use srpc_proto::{
-    check, decode_bytes, encode, AuthAnswers, AuthStep, Check, ErrorCode, Frame, Header, Limits,
-    Message, Qid, QidType, PROTOCOL_VERSION,
+    encode, AuthAnswers, AuthStep, DeframeError, ErrorCode, Frame, Limits, Message, Qid, QidType,
+    RawFrame, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use zeroize::Zeroize;
 
+use super::budget::{Budget, Charge};
 use super::session::{NodeFid, Session};
 use super::Front;
 use crate::ipc::{ToFront, ToMonitor};
@@ -25,9 +27,13 @@ use crate::ipc::{ToFront, ToMonitor};
 /// For the TLS handshake and, separately, the version exchange: a client that
 /// says nothing does not keep its connection slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies queued for the writer; a client that stops reading stalls its own
-/// requests, not the front's memory.
+/// Replies queued for the writer. Their bytes stay charged to the
+/// connection's budget until written, so a client that stops reading stops
+/// being read (see `budget.rs`).
 const OUTBOX: usize = 64;
+
+/// A frame for the writer, with the budget charge it releases once written.
+type Outgoing = (Vec<u8>, Option<Charge>);
 
 enum Fid {
     /// A request is binding this fid right now.
@@ -89,7 +95,8 @@ struct Conn {
     limits: Limits,
     fids: Mutex<HashMap<u32, Fid>>,
     inflight: Mutex<HashMap<u64, Inflight>>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
+    budget: Arc<Budget>,
     /// PAM conversations running on this connection.
     conversations: Arc<AtomicU32>,
 }
@@ -126,12 +133,13 @@ pub async fn serve_connection(
         }
     };
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let (out, mut outbox) = mpsc::channel::<Vec<u8>>(OUTBOX);
+    let (out, mut outbox) = mpsc::channel::<Outgoing>(OUTBOX);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
+        while let Some((frame, charge)) = outbox.recv().await {
             if wr.write_all(&frame).await.is_err() {
                 break;
             }
+            drop(charge);
         }
         let _ = wr.shutdown().await;
     });
@@ -143,10 +151,10 @@ pub async fn serve_connection(
         max_pending: offered.max_pending,
         ..Limits::default()
     };
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut frames = FrameReader::new();
     let negotiated = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        negotiate(&mut rd, &mut buf, &out, server_limits),
+        negotiate(&mut rd, &mut frames, &out, server_limits),
     )
     .await
     .unwrap_or(None);
@@ -155,7 +163,13 @@ pub async fn serve_connection(
         let _ = writer.await;
         return;
     };
+    let budget = Budget::new(
+        offered.connection_buffer_bytes as usize,
+        Arc::clone(&front.budget),
+        usize::try_from(offered.total_buffer_bytes).unwrap_or(usize::MAX),
+    );
     let conn = Arc::new(Conn {
+        budget,
         front,
         rhost: peer.ip().to_string(),
         limits,
@@ -164,7 +178,7 @@ pub async fn serve_connection(
         out,
         conversations: Arc::new(AtomicU32::new(0)),
     });
-    read_requests(&conn, &mut rd, &mut buf).await;
+    read_requests(&conn, &mut rd, &mut frames).await;
     // The client is gone: abandon its requests, release its fids (sessions end
     // and unfinished authentications are aborted as their last reference goes).
     for (_, req) in lock(&conn.inflight).drain() {
@@ -177,27 +191,27 @@ pub async fn serve_connection(
     let _ = writer.await;
 }
 
+/// The next frame; `Ok(None)` when the client is gone (or ended inside a
+/// frame), `Err` for a bad header, which must be answered before closing.
 async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
-    buf: &mut BytesMut,
+    frames: &mut FrameReader,
     limits: &Limits,
-) -> Result<Option<Bytes>, (u64, srpc_proto::DecodeError)> {
-    loop {
-        match check(buf, limits) {
-            Check::Complete(len) => return Ok(Some(buf.split_to(len).freeze())),
-            Check::Invalid(e) => return Err((Header::parse(buf).map_or(0, |h| h.seq), e)),
-            Check::Incomplete => match rd.read_buf(buf).await {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
-            },
+) -> Result<Option<RawFrame>, (u64, srpc_proto::DecodeError)> {
+    match frames.next(rd, limits).await {
+        Ok(frame) => Ok(Some(frame)),
+        Err(ReadError::Deframe(DeframeError::BadHeader { seq, error })) => Err((seq, error)),
+        Err(e) => {
+            tracing::debug!("connection ends: {e}");
+            Ok(None)
         }
     }
 }
 
 async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
-    buf: &mut BytesMut,
-    out: &mpsc::Sender<Vec<u8>>,
+    frames: &mut FrameReader,
+    out: &mpsc::Sender<Outgoing>,
     server: Limits,
 ) -> Option<Limits> {
     // Until version is agreed, no frame may exceed the protocol's floor.
@@ -205,20 +219,16 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         max_message: Limits::FLOOR.max_message,
         ..server
     };
-    let frame = match read_frame(rd, buf, &before).await {
+    let frame = match read_frame(rd, frames, &before).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return None,
         Err((seq, e)) => {
-            let _ = out
-                .send(encode(&Frame::new(
-                    seq,
-                    Message::error(e.code(), e.to_string()),
-                )))
-                .await;
+            let error = Message::error(e.code(), e.to_string());
+            let _ = out.send((encode(&Frame::new(seq, error)), None)).await;
             return None;
         }
     };
-    let (seq, reply, agreed) = match decode_bytes(&frame, &before) {
+    let (seq, reply, agreed) = match frame.decode(&before) {
         Ok(Frame {
             seq,
             msg: Message::Tversion { version, limits },
@@ -248,13 +258,11 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
             Message::error(ErrorCode::Protocol, "the first request must be version"),
             None,
         ),
-        Err(e) => (
-            Header::parse(&frame).map_or(0, |h| h.seq),
-            Message::error(e.code(), e.to_string()),
-            None,
-        ),
+        Err(e) => (frame.seq(), Message::error(e.code(), e.to_string()), None),
     };
-    out.send(encode(&Frame::new(seq, reply))).await.ok()?;
+    out.send((encode(&Frame::new(seq, reply)), None))
+        .await
+        .ok()?;
     agreed
 }
 
@@ -297,13 +305,18 @@ impl Sessionless {
 async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     conn: &Arc<Conn>,
     rd: &mut R,
-    buf: &mut BytesMut,
+    frames: &mut FrameReader,
 ) {
     let mut draining = conn.front.draining.subscribe();
     let mut idle = Sessionless::new(&conn.front.settings());
     loop {
+        // Backpressure: while the replies this connection holds (or the
+        // front's total) are over budget, the next request is not read.
         let read = tokio::select! {
-            read = read_frame(rd, buf, &conn.limits) => Some(read),
+            read = async {
+                conn.budget.room().await;
+                read_frame(rd, frames, &conn.limits).await
+            } => Some(read),
             _ = draining.wait_for(|d| *d) => None,
             _ = idle.check.tick() => {
                 if idle.expired(conn) {
@@ -329,11 +342,13 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 return;
             }
         };
-        let Frame { seq, msg } = match decode_bytes(&frame, &conn.limits) {
+        // Held until the reply is written: the decoded request shares the
+        // frame's bytes, and the reply takes over the charge.
+        let charge = conn.budget.charge(frame.bytes().len());
+        let Frame { seq, msg } = match frame.decode(&conn.limits) {
             Ok(f) => f,
             Err(e) => {
-                let seq = Header::parse(&frame).map_or(0, |h| h.seq);
-                conn.reply_now(seq, Message::error(e.code(), e.to_string()))
+                conn.reply_now(frame.seq(), Message::error(e.code(), e.to_string()))
                     .await;
                 continue;
             }
@@ -382,7 +397,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         let mut inflight = lock(&conn.inflight);
         let task = tokio::spawn(async move {
             let reply = task_conn.handle(msg).await;
-            task_conn.finish(seq, reply).await;
+            task_conn.finish(seq, reply, charge).await;
         });
         inflight.insert(
             seq,
@@ -397,11 +412,12 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
 
 impl Conn {
     async fn reply_now(&self, seq: u64, msg: Message) {
-        let _ = self.out.send(encode(&Frame::new(seq, msg))).await;
+        let _ = self.out.send((encode(&Frame::new(seq, msg)), None)).await;
     }
 
-    /// Sends a request's reply unless the request was flushed meanwhile.
-    async fn finish(&self, seq: u64, msg: Message) {
+    /// Sends a request's reply unless the request was flushed meanwhile. The
+    /// request's charge becomes the reply's until the writer has written it.
+    async fn finish(&self, seq: u64, msg: Message, mut charge: Charge) {
         let mut frame = encode(&Frame::new(seq, msg));
         if frame.len() > self.limits.max_message as usize {
             // The client agreed to nothing larger (a handler's big reply).
@@ -415,12 +431,13 @@ impl Conn {
                 Message::error(ErrorCode::LimitExceeded, m),
             ));
         }
+        charge.resize(frame.len());
         let Ok(permit) = self.out.reserve().await else {
             return;
         };
         let mut inflight = lock(&self.inflight);
         if let Some(req) = inflight.remove(&seq) {
-            permit.send(frame);
+            permit.send((frame, Some(charge)));
             req.done.notify_waiters();
         }
     }

@@ -2,6 +2,7 @@
 //! It runs as an unprivileged system user and asks the monitor for everything
 //! that needs privilege.
 
+mod budget;
 mod conn;
 mod monitor_client;
 mod session;
@@ -33,6 +34,8 @@ pub struct Front {
     sessions: Mutex<HashMap<String, u32>>,
     sources: Mutex<HashMap<IpAddr, u32>>,
     draining: tokio::sync::watch::Sender<bool>,
+    /// Request and reply bytes held, over all connections.
+    budget: Arc<budget::Global>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,6 +158,7 @@ pub async fn run(
         sessions: Mutex::new(HashMap::new()),
         sources: Mutex::new(HashMap::new()),
         draining: tokio::sync::watch::Sender::new(false),
+        budget: Arc::default(),
     });
     tls::apply(&front, first);
     let reconfigure = Arc::clone(&front);
@@ -286,6 +290,8 @@ fn placeholder_settings() -> FrontSettings {
         max_message: d.max_message,
         max_fids: d.fids_per_connection,
         max_pending: d.pending_requests,
+        connection_buffer_bytes: d.connection_buffer_bytes,
+        total_buffer_bytes: d.total_buffer_bytes,
         allow_tls12: false,
         auth_per_connection: d.auth_conversations_per_connection,
         unauthenticated_timeout_secs: u32::try_from(d.unauthenticated_timeout.as_secs())

@@ -25,9 +25,9 @@ impl WorkerLink {
         Arc::new(WorkerLink {
             worker,
             user,
-            // The front relays frames up to the hard ceiling; the negotiated
-            // limits are enforced on the client side of the front.
-            link: Link::start(stream, srpc_proto::HARD_LIMITS),
+            // The negotiated limits are enforced on the client side of the
+            // front; internal links accept up to the ceiling.
+            link: Link::start(stream, srpc_proto::INTERNAL_LINK_LIMITS),
             next_fid: AtomicU32::new(1),
         })
     }

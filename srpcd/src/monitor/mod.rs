@@ -211,6 +211,8 @@ async fn send_configure(
         max_message: l.max_message,
         max_fids: l.fids_per_connection,
         max_pending: l.pending_requests,
+        connection_buffer_bytes: l.connection_buffer_bytes,
+        total_buffer_bytes: l.total_buffer_bytes,
         allow_tls12: config.tls.min_version == crate::config::TlsVersion::V1_2,
         auth_per_connection: l.auth_conversations_per_connection,
         unauthenticated_timeout_secs: u32::try_from(l.unauthenticated_timeout.as_secs())

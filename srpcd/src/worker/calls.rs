@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::io::Errno;
-use srpc_proto::{ErrorCode, Limits, Message};
+use srpc_proto::{ErrorCode, Message, INTERNAL_LINK_LIMITS};
 use tokio::net::UnixStream;
 
 use crate::link::Link;
@@ -144,7 +144,7 @@ impl Calls {
             .map(std::os::unix::net::UnixStream::from)
             .map_err(|e| Message::error(ErrorCode::Internal, format!("dup: {e}")))?;
         let conn = Arc::new(Conn {
-            link: Link::start(stream, Limits::default()),
+            link: Link::start(stream, INTERNAL_LINK_LIMITS),
             socket,
         });
         self.lock().insert(key, Arc::clone(&conn));

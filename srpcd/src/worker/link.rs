@@ -6,12 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use srpc_proto::{
-    check, decode_bytes, encode, encode_listing, Check, ErrorCode, Frame, Header, Limits, Message,
-    QidType,
-};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use srpc::frames::{FrameReader, ReadError};
+use srpc_proto::{encode, encode_listing, ErrorCode, Frame, Limits, Message, QidType};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -43,33 +41,27 @@ where
         std::io::Result::Ok(())
     });
     let inflight: Inflight = Arc::default();
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut frames = FrameReader::new();
     let result = loop {
-        match check(&buf, &limits) {
-            Check::Complete(len) => {
-                let frame = buf.split_to(len).freeze();
-                match decode_bytes(&frame, &limits) {
-                    Ok(Frame { seq, msg }) => {
-                        handle(&mut tree, &calls, &inflight, &out, &limits, seq, msg);
-                    }
-                    Err(e) => {
-                        let seq = Header::parse(&frame).map_or(0, |h| h.seq);
-                        let _ = out.send(encode(&Frame::new(
-                            seq,
-                            Message::error(e.code(), e.to_string()),
-                        )));
-                    }
-                }
+        let raw = match frames.next(&mut rd, &limits).await {
+            Ok(raw) => raw,
+            Err(ReadError::Closed) => break Ok(()),
+            Err(ReadError::Io(e)) => break Err(e),
+            // The front never sends this; the stream cannot be trusted further.
+            Err(ReadError::Deframe(e)) => {
+                break Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
             }
-            Check::Invalid(e) => {
-                // The front never sends this; the stream cannot be trusted further.
-                break Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        };
+        match raw.decode(&limits) {
+            Ok(Frame { seq, msg }) => {
+                handle(&mut tree, &calls, &inflight, &out, &limits, seq, msg);
             }
-            Check::Incomplete => match rd.read_buf(&mut buf).await {
-                Ok(0) => break Ok(()),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            },
+            Err(e) => {
+                let _ = out.send(encode(&Frame::new(
+                    raw.seq(),
+                    Message::error(e.code(), e.to_string()),
+                )));
+            }
         }
     };
     for (_, task) in lock(&inflight).drain() {

@@ -67,7 +67,9 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
             }
         });
         tokio::select! {
-            served = link::serve(stream, tree, srpc_proto::Limits::default(), calls) => served?,
+            // The front enforces each client's negotiated limits; internally
+            // anything up to the ceiling is accepted (one rule for every link).
+            served = link::serve(stream, tree, srpc_proto::INTERNAL_LINK_LIMITS, calls) => served?,
             _ = sigterm.recv() => {}
         }
         Ok(())
