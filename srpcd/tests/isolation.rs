@@ -1,0 +1,259 @@
+//! Children cannot reach back into the monitor: a user cannot freeze it by
+//! stopping a half-spawned child (audit M1). The real daemon with real users;
+//! the attacks of the December audit, replayed. Needs root and a C compiler
+//! (`cc`) for the attacker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+#[path = "support/pam_fixture.rs"]
+mod pam_fixture;
+#[path = "support/daemon.rs"]
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pam_fixture::Fixture;
+use srpc::client::{Conversation, ConversationError, PasswordConversation};
+use srpc_proto::Prompt;
+use support::{uid_of, Options};
+use zeroize::Zeroizing;
+
+const PASSWORD: &str = "isolation test pw";
+
+fn opts(fx: &mut Fixture) -> Options {
+    Options {
+        service: fx.unix_service(),
+        idle_secs: 300,
+        extra: String::new(),
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("srpcd-isolation-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    Scratch(dir)
+}
+
+/// Kills every process running as `uid` (a test user's leftovers, so the
+/// fixture can remove the user).
+fn kill_all_of(uid: u32) {
+    for pid in pids_with_uid(uid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn pids_with_uid(uid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let real = support::status_field(pid, "Uid:").and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|u| u.parse::<u32>().ok())
+        });
+        if real == Some(uid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The audit's stopper (Appendix B), run as the attacker: it SIGSTOPs every
+/// new process it may signal (its own uid's). A stopped process still running
+/// the srpcd image is the monitor's fork caught between setresuid and exec: it
+/// says `caught` and leaves it stopped. Anything else (the user's worker, the
+/// launcher after it took the user's ids) it SIGKILLs, so the next login
+/// spawns again.
+const STOPPER_C: &str = r#"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    time_t end = time(NULL) + atoi(argv[1]);
+    const char *srpcd = argv[2];
+    pid_t me = getpid();
+    int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    while (time(NULL) < end) {
+        char buf[32] = {0};
+        if (pread(fd, buf, sizeof buf - 1, 0) <= 0) continue;
+        int last = atoi(buf);
+        /* Spin on the pids just allocated and the next few: kill() is EPERM
+         * while the monitor's fork is still root and succeeds the moment it
+         * has taken our uid. */
+        for (int round = 0; round < 50; round++) {
+            for (int p = last - 1; p <= last + 4; p++) {
+                if (p <= 1 || p == me) continue;
+                if (kill(p, SIGSTOP) != 0) continue;
+                char link[64], exe[4096] = {0};
+                snprintf(link, sizeof link, "/proc/%d/exe", p);
+                ssize_t n = readlink(link, exe, sizeof exe - 1);
+                if (n > 0 && strcmp(exe, srpcd) == 0) {
+                    printf("caught %d\n", p);
+                } else {
+                    kill(p, SIGKILL);
+                }
+            }
+        }
+    }
+    return 0;
+}
+"#;
+
+fn build_stopper(dir: &Path) -> PathBuf {
+    let src = dir.join("stopper.c");
+    let bin = dir.join("stopper");
+    fs::write(&src, STOPPER_C).unwrap();
+    let out = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc (a C compiler) is needed for the attacker");
+    assert!(out.status.success(), "cc: {out:?}");
+    bin
+}
+
+/// Runs `program` as `user` (uid, gid and groups), as the audit ran "as A".
+fn as_user(user: &str, program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(program);
+    cmd
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Records when PAM's first prompt arrived.
+struct Timed {
+    inner: PasswordConversation,
+    first: Option<Instant>,
+}
+
+impl Conversation for Timed {
+    async fn respond(
+        &mut self,
+        prompts: &[Prompt],
+    ) -> Result<Vec<Zeroizing<String>>, ConversationError> {
+        self.first.get_or_insert_with(Instant::now);
+        self.inner.respond(prompts).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let bob = fx.user(PASSWORD);
+    let dir = scratch("m1");
+    let stopper = build_stopper(&dir.0);
+    let o = opts(&mut fx);
+    let daemon = support::start(&mut fx, &o, |_| {});
+    let srpcd = fs::canonicalize(env!("CARGO_BIN_EXE_srpcd")).unwrap();
+
+    // A's stopper runs for a bounded time while A logs in again and again (it
+    // kills what it stops, so each login spawns A's worker anew).
+    let attack_secs = 12;
+    let mut child = as_user(&alice, &stopper)
+        .arg(attack_secs.to_string())
+        .arg(&srpcd)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let stopper_guard = Killed(child);
+    let caught = Arc::new(AtomicBool::new(false));
+    let caught_by_reader = Arc::clone(&caught);
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if line.starts_with("caught") {
+                caught_by_reader.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(attack_secs - 2);
+    let mut logins = 0;
+    while Instant::now() < deadline && !caught.load(Ordering::SeqCst) {
+        let Ok(Ok(client)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            srpc::client::Client::dial(&daemon.addr, "localhost", daemon.trust.clone()),
+        )
+        .await
+        else {
+            break;
+        };
+        let mut conv = PasswordConversation::new(PASSWORD);
+        let login = client.auth(&alice, "/", &mut conv);
+        match tokio::time::timeout(Duration::from_secs(3), login).await {
+            Ok(Ok(session)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), session.root().stat()).await;
+            }
+            Ok(Err(_)) => {}
+            // The monitor no longer answers (the old code, caught).
+            Err(_) => break,
+        }
+        logins += 1;
+    }
+
+    // B's first prompt must come promptly, and B must be served.
+    let client = tokio::time::timeout(Duration::from_secs(5), daemon.dial())
+        .await
+        .unwrap_or_else(|_| panic!("no TLS connection after the attack\n{}", daemon.log_text()));
+    let mut conv = Timed {
+        inner: PasswordConversation::new(PASSWORD),
+        first: None,
+    };
+    let started = Instant::now();
+    let login =
+        tokio::time::timeout(Duration::from_secs(15), client.auth(&bob, "/", &mut conv)).await;
+    let first = conv.first.map(|t| t.duration_since(started));
+    assert!(
+        first.is_some_and(|t| t < Duration::from_secs(5)),
+        "B's first PAM prompt took {first:?} after {logins} logins of A (caught: {}): \
+         the monitor is frozen\n{}",
+        caught.load(Ordering::SeqCst),
+        daemon.log_text()
+    );
+    let session = login.unwrap().unwrap();
+    session.root().stat().await.unwrap();
+    eprintln!(
+        "A logged in {logins} times; monitor fork caught: {}",
+        caught.load(Ordering::SeqCst)
+    );
+    assert!(logins > 0, "A never logged in");
+
+    drop(stopper_guard);
+    kill_all_of(uid_of(&alice));
+    drop(daemon);
+}
