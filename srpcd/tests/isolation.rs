@@ -79,13 +79,16 @@ fn pids_with_uid(uid: u32) -> Vec<u32> {
     found
 }
 
-/// The audit's stopper (Appendix B), run as the attacker: it SIGSTOPs every
-/// new process it may signal (its own uid's). A stopped process still running
-/// the srpcd image is the monitor's fork caught between setresuid and exec: it
-/// says `caught` and leaves it stopped. Anything else (the user's worker, the
-/// launcher after it took the user's ids) it SIGKILLs, so the next login
+/// The audit's stopper (Appendix B), sharpened: run as the attacker, it watches
+/// the monitor's new children (`/proc/<monitor>/task/*/children`, readable by
+/// anyone) and spins `kill(pid, SIGSTOP)` on each: that fails with EPERM while
+/// the child is root and succeeds the moment it has taken the attacker's uid.
+/// A child it stopped before its exec of the worker (the monitor's fork in the
+/// old code, comm `srpcd`; the launcher now, `srpc-launch`) it leaves stopped
+/// and reports as `caught`; a worker it stopped it SIGKILLs, so the next login
 /// spawns again.
 const STOPPER_C: &str = r#"
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,30 +96,63 @@ const STOPPER_C: &str = r#"
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#define MAXT 256
+#define MAXDONE 4096
+static int done[MAXDONE], ndone;
+static int is_done(int p) { for (int i = 0; i < ndone; i++) if (done[i] == p) return 1; return 0; }
 int main(int argc, char **argv) {
     time_t end = time(NULL) + atoi(argv[1]);
-    const char *srpcd = argv[2];
-    pid_t me = getpid();
-    int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY);
+    int monitor = atoi(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    int fds[MAXT], nfds = 0;
+    long iter = 0;
     while (time(NULL) < end) {
-        char buf[32] = {0};
-        if (pread(fd, buf, sizeof buf - 1, 0) <= 0) continue;
-        int last = atoi(buf);
-        /* Spin on the pids just allocated and the next few: kill() is EPERM
-         * while the monitor's fork is still root and succeeds the moment it
-         * has taken our uid. */
-        for (int round = 0; round < 50; round++) {
-            for (int p = last - 1; p <= last + 4; p++) {
-                if (p <= 1 || p == me) continue;
-                if (kill(p, SIGSTOP) != 0) continue;
-                char link[64], exe[4096] = {0};
-                snprintf(link, sizeof link, "/proc/%d/exe", p);
-                ssize_t n = readlink(link, exe, sizeof exe - 1);
-                if (n > 0 && strcmp(exe, srpcd) == 0) {
-                    printf("caught %d\n", p);
-                } else {
+        if (iter++ % 2000 == 0) {
+            for (int i = 0; i < nfds; i++) close(fds[i]);
+            nfds = 0;
+            char dir[64];
+            snprintf(dir, sizeof dir, "/proc/%d/task", monitor);
+            DIR *d = opendir(dir);
+            if (!d) return 2;
+            struct dirent *e;
+            while ((e = readdir(d)) && nfds < MAXT) {
+                if (e->d_name[0] == '.') continue;
+                char path[128];
+                snprintf(path, sizeof path, "/proc/%d/task/%s/children", monitor, e->d_name);
+                int fd = open(path, O_RDONLY);
+                if (fd >= 0) fds[nfds++] = fd;
+            }
+            closedir(d);
+        }
+        for (int i = 0; i < nfds; i++) {
+            char buf[4096];
+            ssize_t n = pread(fds[i], buf, sizeof buf - 1, 0);
+            if (n <= 0) continue;
+            buf[n] = 0;
+            for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n")) {
+                int p = atoi(tok);
+                if (p <= 1 || is_done(p)) continue;
+                int stopped = 0;
+                struct timespec t0, t;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                do {
+                    stopped = kill(p, SIGSTOP) == 0;
+                    clock_gettime(CLOCK_MONOTONIC, &t);
+                } while (!stopped && (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000000L);
+                if (ndone < MAXDONE) done[ndone++] = p;
+                if (!stopped) continue;
+                /* A stop sent during the exec takes effect after it: let it
+                 * settle before asking what was stopped. */
+                usleep(20000);
+                char cpath[64], comm[64] = {0};
+                snprintf(cpath, sizeof cpath, "/proc/%d/comm", p);
+                FILE *c = fopen(cpath, "r");
+                if (c) { if (!fgets(comm, sizeof comm, c)) comm[0] = 0; fclose(c); }
+                comm[strcspn(comm, "\n")] = 0;
+                if (strcmp(comm, "srpc-worker") == 0) {
                     kill(p, SIGKILL);
+                } else {
+                    printf("caught %d %s\n", p, comm);
                 }
             }
         }
@@ -180,14 +216,13 @@ async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
     let stopper = build_stopper(&dir.0);
     let o = opts(&mut fx);
     let daemon = support::start(&mut fx, &o, |_| {});
-    let srpcd = fs::canonicalize(env!("CARGO_BIN_EXE_srpcd")).unwrap();
 
     // A's stopper runs for a bounded time while A logs in again and again (it
     // kills what it stops, so each login spawns A's worker anew).
     let attack_secs = 12;
     let mut child = as_user(&alice, &stopper)
         .arg(attack_secs.to_string())
-        .arg(&srpcd)
+        .arg(daemon.child.id().to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -197,6 +232,7 @@ async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
     let caught_by_reader = Arc::clone(&caught);
     std::thread::spawn(move || {
         for line in out.lines().map_while(Result::ok) {
+            eprintln!("stopper: {line}");
             if line.starts_with("caught") {
                 caught_by_reader.store(true, Ordering::SeqCst);
             }
@@ -247,11 +283,17 @@ async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
     );
     let session = login.unwrap().unwrap();
     session.root().stat().await.unwrap();
-    eprintln!(
-        "A logged in {logins} times; monitor fork caught: {}",
-        caught.load(Ordering::SeqCst)
-    );
+    let caught = caught.load(Ordering::SeqCst);
+    eprintln!("A logged in {logins} times; a spawn caught mid-way: {caught}");
     assert!(logins > 0, "A never logged in");
+    if caught {
+        // The stopped launcher is killed at its deadline, and said so.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !daemon.log_text().contains("did not start its program") {
+            assert!(Instant::now() < deadline, "{}", daemon.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     drop(stopper_guard);
     kill_all_of(uid_of(&alice));
