@@ -263,7 +263,7 @@ impl ListenFdCommand {
             .args(raw.map(|fd| fd.to_string()));
         command.env_clear();
         // SAFETY: the hook runs in the forked child, where only async-signal-safe
-        // operations are allowed: close_range and fcntl on integers, no
+        // operations are allowed: setsid, close_range and fcntl on integers, no
         // allocation, no locks, no panics (no indexing: a fixed array iterated).
         // The fds it names stay open in the parent while the command lives: the
         // closure owns them.
@@ -280,9 +280,16 @@ impl ListenFdCommand {
     }
 }
 
-/// In the forked child: every fd above stdio close-on-exec except the
-/// launcher's three.
+/// In the forked child: a session of its own, every fd above stdio
+/// close-on-exec except the launcher's three.
 fn prepare_child(keep: &[RawFd; 3]) -> io::Result<()> {
+    // Its own session, so no controlling terminal: no child can reach the
+    // terminal srpcd was started from (TIOCSTI into root's shell) or get its
+    // signals. Fails only for a process-group leader, which a fork is not.
+    // SAFETY: setsid has no memory effects.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // Marking rather than closing keeps std's exec-error pipe open until the
     // exec itself; whoever opened an fd without O_CLOEXEC (a PAM module), it
     // does not reach the launcher.
@@ -416,7 +423,9 @@ mod tests {
         let script = format!(
             "grep NoNewPrivs /proc/$$/status; test -e /proc/$$/fd/{stray} && echo leaked; \
              ls /proc/$$/fd | tr '\\n' ' '; echo; \
-             cat /proc/$$/status | grep -E '^(Uid|Gid|Groups):'"
+             cat /proc/$$/status | grep -E '^(Uid|Gid|Groups):'; \
+             read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat; \
+             echo \"session $(( sid == $$ )) tty $tty\""
         );
         let mut spawn = ListenFdCommand::new("/bin/sh", listener.into(), "/x");
         spawn.arg("-c").arg(script).credentials(nobody(vec![]));
@@ -433,6 +442,8 @@ mod tests {
         assert!(out.contains("Uid:\t65534\t65534\t65534\t65534"), "{out}");
         assert!(out.contains("Gid:\t65534\t65534\t65534\t65534"), "{out}");
         assert!(out.contains("Groups:\t \n"), "{out}");
+        // Its own session, no controlling terminal.
+        assert!(out.contains("session 1 tty 0"), "{out}");
     }
 
     #[test]

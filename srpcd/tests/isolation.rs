@@ -299,3 +299,80 @@ async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
     kill_all_of(uid_of(&alice));
     drop(daemon);
 }
+
+/// A per-user handler (runs as the caller) that forges an srpcd log line on
+/// stderr and reports its session, controlling tty and whether /dev/tty opens.
+fn forging_handler(report: &Path, marker: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         echo '2026-12-01T00:00:00.000000Z  INFO authenticated auth=4242 user=root {marker}' >&2\n\
+         read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat\n\
+         if (: < /dev/tty) 2>/dev/null; then t=opened; else t=refused; fi\n\
+         echo \"$$ $sid $tty $t\" > {report}.tmp && mv {report}.tmp {report}\n\
+         exec sleep 30\n",
+        report = report.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_has_no_terminal_and_its_stderr_is_logged_as_its_own() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let dir = scratch("h2");
+    fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let report = dir.0.join("report");
+    let marker = format!("FORGED-{}", std::process::id());
+    let script = forging_handler(&report, &marker);
+    let o = opts(&mut fx);
+    let daemon = support::start(&mut fx, &o, |tree| {
+        fs::write(tree.join("forge"), &script).unwrap();
+        fs::set_permissions(
+            tree.join("forge"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    });
+    let client = daemon.dial().await;
+    let session = client
+        .auth(&alice, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    // The call itself never gets an answer; the handler's start is what counts.
+    let fid = session.walk("/forge").await.unwrap();
+    let call = tokio::spawn(async move { fid.append(b"x".to_vec()).await.map(drop) });
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !report.exists() || !daemon.log_text().contains(&marker) {
+        assert!(
+            Instant::now() < deadline,
+            "no report or line\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = fs::read_to_string(&report).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [pid, sid, tty, dev_tty] = fields.as_slice() else {
+        panic!("report: {text}");
+    };
+    assert_eq!(sid, pid, "the handler leads its own session");
+    assert_eq!(*tty, "0", "the handler has no controlling terminal");
+    assert_eq!(*dev_tty, "refused", "the handler opened /dev/tty");
+
+    let log = daemon.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(!lines.is_empty(), "{log}");
+    for line in lines {
+        // Quoted after the child's tag, with its user and pid: never at the
+        // start of a line, where srpcd's own "INFO authenticated" would be.
+        let (head, _) = line.split_once("INFO authenticated auth=4242").unwrap();
+        assert!(head.contains("handler stderr: \""), "untagged: {line}");
+        assert!(line.contains(&format!("pid={pid}")), "no pid: {line}");
+        assert!(line.contains(&alice), "no user: {line}");
+        assert!(line.contains("endpoint=\"/forge\""), "no endpoint: {line}");
+    }
+    call.abort();
+    drop(session);
+    drop(daemon);
+    kill_all_of(uid_of(&alice));
+}

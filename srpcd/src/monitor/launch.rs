@@ -49,7 +49,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Front => "front",
             Role::Worker => "worker",
@@ -77,14 +77,15 @@ pub struct Prepared {
 }
 
 /// Prepares `cmd` the one way every child starts: through the launcher,
-/// stdin and stdout on /dev/null, `/` as working directory.
+/// stdin and stdout on /dev/null, stderr a pipe the monitor logs as the
+/// child's ([`super::child_log`]), `/` as working directory.
 pub fn prepare(cmd: ListenFdCommand, tag: Tag) -> io::Result<Prepared> {
     let launch = cmd.into_command(launcher()?).map_err(io::Error::from)?;
     let mut command = launch.command;
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .current_dir("/");
     Ok(Prepared {
         command,
@@ -101,10 +102,13 @@ impl Prepared {
             status,
             tag,
         } = self;
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
         // Closes this process's copies of the listener and of the status
         // pipe's write end: the status ends when the launcher execs.
         drop(command);
+        if let Some(stderr) = child.stderr.take() {
+            super::child_log::forward(OwnedFd::from(stderr), tag.clone(), child.id());
+        }
         watch(child.id(), status, tag);
         Ok(child)
     }
@@ -118,9 +122,13 @@ impl Prepared {
         } = self;
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
         drop(command);
+        let stderr = child.stderr.take().and_then(|e| e.into_owned_fd().ok());
         if let Some(pid) = child.id() {
+            if let Some(stderr) = stderr {
+                super::child_log::forward(stderr, tag.clone(), pid);
+            }
             watch(pid, status, tag);
         }
         Ok(child)

@@ -4,6 +4,7 @@
 
 mod acl;
 mod auth;
+mod child_log;
 mod clone;
 mod handlers;
 mod launch;
