@@ -293,7 +293,15 @@ mod tests {
         for arg in CHILD_ARGS {
             spawn.arg(arg);
         }
-        let report = run_child(&mut spawn.into_command().unwrap());
+        // The launcher example `cargo test` builds beside this test binary.
+        let launcher = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples/srpc-launch");
+        let mut launch = spawn.into_command(&launcher).unwrap();
+        let report = run_child(&mut launch.command);
         std::fs::remove_file(path).unwrap();
         assert_eq!(
             report,

@@ -1,33 +1,37 @@
 //! Starting a program with a listening socket on fd 3, systemd style, with
-//! `LISTEN_PID` set to the child's own pid.
+//! `LISTEN_PID` set to the child's own pid, as another user — through the
+//! launcher (`srpc-launch`, [`crate::launcher_main`]).
 //!
-//! `LISTEN_PID` cannot be known before `fork`, and after `fork` in a threaded parent
-//! only async-signal-safe calls are allowed — `setenv` is not (it allocates). So the
-//! child's environment is prepared in full before the fork, with a fixed-size slot
-//! for `LISTEN_PID`; in the child a `pre_exec` hook writes the digits of `getpid()`
-//! into that slot and calls `execve` itself with the prepared arrays. Everything the
-//! hook touches was allocated before the fork. std's `Command` still does the fork,
-//! the standard-stream setup and the reporting of an exec failure to the parent.
+//! The monitor is threaded, so its fork may run only async-signal-safe code; and
+//! once a fork has switched to the user's uid the user may SIGSTOP it, which would
+//! leave std's `spawn()` waiting for the exec forever (audit M1). So the fork
+//! changes nothing about identity: it starts its own session (no controlling
+//! tty), clears close-on-exec on the three fds the launcher needs and execs the
+//! launcher — still root, so `spawn()` returns at once. The launcher, a fresh
+//! single-threaded root process, applies the cgroup, the limits and the ids and
+//! execs the program. Its verdict comes back on a status pipe: nothing written
+//! and end-of-file means the program was exec'd; anything else is the error
+//! ([`LaunchStatus`]). The caller waits for it off its event loop, with a
+//! deadline: a launcher that has dropped its ids can be stopped by the user, so
+//! a missing verdict is answered by killing the child (root can).
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::listen::LISTEN_FDS_START;
+use crate::launch_spec::{Spec, MAX_SPEC};
+use crate::launcher::LAUNCH_MARKER;
+use crate::rlimit::Rlimit;
 use crate::Error;
 
 /// Most arguments (program name included) and environment entries a spawned
-/// program gets; the child builds its `argv`/`envp` arrays on its stack.
+/// program gets.
 const MAX_ARGS: usize = 256;
 const MAX_ENV: usize = 256;
-
-const PID_PREFIX: &[u8] = b"LISTEN_PID=";
-/// `LISTEN_PID=` plus up to 20 digits plus NUL.
-const PID_ENTRY_LEN: usize = 32;
 
 const OP: &str = "spawn with LISTEN_FDS";
 
@@ -47,13 +51,14 @@ pub struct Credentials {
 /// `LISTEN_FDNAMES=<name>`, `LISTEN_PID=<its pid>` — what [`crate::listen_fds`]
 /// (and systemd's `sd_listen_fds`) in the child expects.
 ///
-/// The child's arguments, environment and credentials are set here and nowhere
-/// else: the environment is exactly the variables given with [`env`](Self::env)
-/// plus the three `LISTEN_*` ones (nothing is inherited). [`into_command`]
-/// (Self::into_command) returns a `std::process::Command` on which standard
-/// streams, the working directory and the process group may still be set; changes
-/// to its program, arguments, environment, uid/gid or further `pre_exec` hooks have
-/// no effect, since the hook installed here calls `execve` itself.
+/// The child's arguments, environment, credentials, limits and cgroup are set
+/// here and nowhere else: the environment is exactly the variables given with
+/// [`env`](Self::env) plus the three `LISTEN_*` ones (nothing is inherited).
+/// [`into_command`](Self::into_command) returns a [`Launch`]: a
+/// `std::process::Command` (for the launcher) on which standard streams and the
+/// working directory may still be set, and the [`LaunchStatus`] to read once it
+/// is spawned. Changes to the command's program, arguments, environment,
+/// uid/gid or further `pre_exec` hooks are not supported.
 ///
 /// ```no_run
 /// use std::os::unix::net::UnixListener;
@@ -64,9 +69,10 @@ pub struct Credentials {
 /// handler
 ///     .env("PATH", "/usr/bin:/bin")
 ///     .credentials(Credentials { uid: 1000, gid: 1000, groups: vec![1000] });
-/// let mut command = handler.into_command()?;
-/// let child = command.spawn()?;
-/// drop(command); // closes this process's copy of the listener
+/// let mut launch = handler.into_command("/usr/libexec/srpc/srpc-launch".as_ref())?;
+/// let child = launch.command.spawn()?;
+/// drop(launch.command); // closes this process's copies of the fds
+/// launch.status.wait()?; // the program runs (blocking; srpcd waits async)
 /// # drop(child);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -78,6 +84,54 @@ pub struct ListenFdCommand {
     listener: OwnedFd,
     name: String,
     credentials: Option<Credentials>,
+    rlimits: Vec<Rlimit>,
+    cgroup: Option<PathBuf>,
+}
+
+/// A prepared spawn: the launcher's command and the pipe its verdict comes on.
+#[derive(Debug)]
+pub struct Launch {
+    /// Spawn this, then drop it (it holds this process's copies of the
+    /// listener and of the status pipe's write end, which must close for the
+    /// status to end).
+    pub command: Command,
+    /// The launcher's verdict.
+    pub status: LaunchStatus,
+}
+
+/// The read end of the launcher's close-on-exec status pipe.
+#[derive(Debug)]
+pub struct LaunchStatus(OwnedFd);
+
+impl LaunchStatus {
+    /// The pipe, to read asynchronously (then [`decode`](Self::decode)).
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
+    }
+
+    /// Blocks until the verdict: `Ok` once the program was exec'd.
+    pub fn wait(self) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        std::fs::File::from(self.0)
+            .take(4096)
+            .read_to_end(&mut bytes)?;
+        LaunchStatus::decode(&bytes)
+    }
+
+    /// What the status pipe said, read to its end: nothing is success;
+    /// otherwise `<errno> <what failed>: <error>`, returned with the errno's kind.
+    pub fn decode(bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let (errno, message) = text.split_once(' ').unwrap_or(("0", &text));
+        let kind = match errno.parse::<i32>() {
+            Ok(n) if n != 0 => io::Error::from_raw_os_error(n).kind(),
+            _ => io::ErrorKind::Other,
+        };
+        Err(io::Error::new(kind, format!("launcher: {message}")))
+    }
 }
 
 impl ListenFdCommand {
@@ -91,6 +145,8 @@ impl ListenFdCommand {
             listener,
             name: name.to_owned(),
             credentials: None,
+            rlimits: Vec::new(),
+            cgroup: None,
         }
     }
 
@@ -113,9 +169,21 @@ impl ListenFdCommand {
         self
     }
 
-    /// Checks everything and prepares the exec, returning the command to spawn.
-    /// The command owns the listener until it is dropped.
-    pub fn into_command(self) -> Result<Command, Error> {
+    /// Sets this resource limit (as root, before the ids change).
+    pub fn rlimit(&mut self, limit: Rlimit) -> &mut ListenFdCommand {
+        self.rlimits.push(limit);
+        self
+    }
+
+    /// Joins this cgroup v2 directory (as root, before anything else).
+    pub fn cgroup(&mut self, dir: impl AsRef<Path>) -> &mut ListenFdCommand {
+        self.cgroup = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Checks everything and prepares the exec of `launcher`, returning the
+    /// command to spawn and its status pipe.
+    pub fn into_command(self, launcher: &Path) -> Result<Launch, Error> {
         let invalid = |detail: String| Error::invalid(OP, io::ErrorKind::InvalidInput, detail);
         if !self.program.as_bytes().contains(&b'/') {
             return Err(invalid(format!(
@@ -129,13 +197,12 @@ impl ListenFdCommand {
                 self.name
             )));
         }
-        // argv holds the program too; envp the three LISTEN_* variables too.
         if self.args.len() + 1 > MAX_ARGS || self.env.len() + 3 > MAX_ENV {
             return Err(invalid(format!(
                 "too many arguments or environment variables (at most {MAX_ARGS} and {MAX_ENV})"
             )));
         }
-        let cstring = |bytes: Vec<u8>| {
+        let cstring = |bytes: &[u8]| {
             CString::new(bytes).map_err(|_| invalid("NUL byte in program, argument or env".into()))
         };
         let mut env = Vec::with_capacity(self.env.len() + 2);
@@ -147,58 +214,124 @@ impl ListenFdCommand {
                     String::from_utf8_lossy(key)
                 )));
             }
-            env.push(cstring([key, b"=", value.as_bytes()].concat())?);
+            env.push(cstring(&[key, b"=", value.as_bytes()].concat())?);
         }
-        env.push(cstring(b"LISTEN_FDS=1".to_vec())?);
+        env.push(cstring(b"LISTEN_FDS=1")?);
         env.push(cstring(
-            [b"LISTEN_FDNAMES=".as_slice(), self.name.as_bytes()].concat(),
+            &[b"LISTEN_FDNAMES=".as_slice(), self.name.as_bytes()].concat(),
         )?);
-        let mut argv = Vec::with_capacity(self.args.len() + 1);
-        argv.push(cstring(self.program.as_bytes().to_vec())?);
+        let mut argv = vec![cstring(self.program.as_bytes())?];
         for arg in &self.args {
-            argv.push(cstring(arg.as_bytes().to_vec())?);
+            argv.push(cstring(arg.as_bytes())?);
         }
-        let mut image = ExecImage {
-            program: cstring(self.program.as_bytes().to_vec())?,
+        let spec = Spec {
+            program: cstring(self.program.as_bytes())?,
             argv,
             env,
-            pid_entry: [0; PID_ENTRY_LEN],
-            listener: at_or_above_fd_3(&self.listener)?,
             credentials: self.credentials,
-        };
-        for (slot, byte) in image.pid_entry.iter_mut().zip(PID_PREFIX) {
-            *slot = *byte;
+            rlimits: self.rlimits,
+            cgroup: self
+                .cgroup
+                .as_deref()
+                .map(|p| cstring(p.as_os_str().as_bytes()))
+                .transpose()?,
         }
-        drop(self.listener);
+        .encode();
+        if spec.len() > MAX_SPEC {
+            return Err(invalid(format!(
+                "arguments and environment too large ({} bytes, at most {MAX_SPEC})",
+                spec.len()
+            )));
+        }
 
-        let mut command = Command::new(&self.program);
+        let listener = above_stdio(&self.listener)?;
+        drop(self.listener);
+        let (status_read, status_write) = pipe()?;
+        let (spec_read, spec_write) = pipe()?;
+        let (status_write, spec_read) = (above_stdio(&status_write)?, above_stdio(&spec_read)?);
+        // Fits the pipe's buffer (checked above), so this does not block; the
+        // write end closes here, so the launcher reads to end-of-file.
+        std::fs::File::from(spec_write)
+            .write_all(&spec)
+            .map_err(|e| Error::from_io("writing the launch spec", e))?;
+
+        let fds = [listener, status_write, spec_read];
+        let raw: [RawFd; 3] = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
+        let mut command = Command::new(launcher);
         command
-            .args(&self.args)
-            .env_clear()
-            .envs(self.env)
-            .env("LISTEN_FDS", "1")
-            .env("LISTEN_FDNAMES", &self.name);
+            .arg(LAUNCH_MARKER)
+            .args(raw.map(|fd| fd.to_string()));
+        command.env_clear();
         // SAFETY: the hook runs in the forked child, where only async-signal-safe
-        // operations are allowed. `ExecImage::exec` calls only setgroups,
-        // setresgid, setresuid, getres[ug]id, prctl, dup2, fcntl, close_range,
-        // getpid and execve; it does not allocate, lock or
-        // panic (no indexing, only iterators over memory prepared before the fork),
-        // and touches only memory the closure owns.
+        // operations are allowed: setsid, close_range and fcntl on integers, no
+        // allocation, no locks, no panics (no indexing: a fixed array iterated).
+        // The fds it names stay open in the parent while the command lives: the
+        // closure owns them.
         unsafe {
-            command.pre_exec(move || Err(image.exec()));
+            command.pre_exec(move || {
+                let _owned = &fds;
+                prepare_child(&raw)
+            });
         }
-        Ok(command)
+        Ok(Launch {
+            command,
+            status: LaunchStatus(status_read),
+        })
     }
 }
 
-/// A close-on-exec duplicate of `fd` numbered 3 or more. Holding the listener at or
-/// above 3 keeps std's own stdio setup (fds 0–2) from clobbering it in the child,
-/// and when fd 3 is free it takes 3 itself, so std's exec-error pipe cannot land
-/// there and be overwritten by the `dup2` to 3.
-fn at_or_above_fd_3(fd: &OwnedFd) -> Result<OwnedFd, Error> {
+/// In the forked child: a session of its own, every fd above stdio
+/// close-on-exec except the launcher's three.
+fn prepare_child(keep: &[RawFd; 3]) -> io::Result<()> {
+    // Its own session, so no controlling terminal: no child can reach the
+    // terminal srpcd was started from (TIOCSTI into root's shell) or get its
+    // signals. Fails only for a process-group leader, which a fork is not.
+    // SAFETY: setsid has no memory effects.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Marking rather than closing keeps std's exec-error pipe open until the
+    // exec itself; whoever opened an fd without O_CLOEXEC (a PAM module), it
+    // does not reach the launcher.
+    // SAFETY: close_range with integer arguments only; it changes fd flags.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    for fd in keep {
+        // SAFETY: clears close-on-exec on an fd the parent keeps open.
+        if unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the live local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::last_os("pipe2"));
+    }
+    let [r, w] = fds;
+    // SAFETY: both are new fds just returned by the kernel; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
+}
+
+/// A close-on-exec duplicate of `fd` numbered 3 or more, so std's own stdio
+/// setup in the child (fds 0–2) cannot clobber it.
+fn above_stdio(fd: &OwnedFd) -> Result<OwnedFd, Error> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new fd referring to the same open file; it
     // has no memory effects.
-    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, LISTEN_FDS_START) };
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
     if dup < 0 {
         return Err(Error::last_os("fcntl(F_DUPFD_CLOEXEC)"));
     }
@@ -206,145 +339,52 @@ fn at_or_above_fd_3(fd: &OwnedFd) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
-/// Everything the child needs, prepared before the fork.
-struct ExecImage {
-    program: CString,
-    argv: Vec<CString>,
-    env: Vec<CString>,
-    /// `LISTEN_PID=` followed by room for the digits, filled in by the child.
-    pid_entry: [u8; PID_ENTRY_LEN],
-    listener: OwnedFd,
-    credentials: Option<Credentials>,
-}
-
-impl ExecImage {
-    /// Runs in the forked child; returns only if something failed.
-    fn exec(&mut self) -> io::Error {
-        // The one place a spawned process's identity is applied: groups, gid,
-        // uid, each checked after the change (SELinux's exec context joins here).
-        if let Some(c) = &self.credentials {
-            // SAFETY: `groups` is a live slice of c.groups.len() gids.
-            if unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) } != 0 {
-                return io::Error::last_os_error();
-            }
-            // SAFETY: setresgid takes plain integers.
-            if unsafe { libc::setresgid(c.gid, c.gid, c.gid) } != 0 {
-                return io::Error::last_os_error();
-            }
-            // SAFETY: setresuid takes plain integers.
-            if unsafe { libc::setresuid(c.uid, c.uid, c.uid) } != 0 {
-                return io::Error::last_os_error();
-            }
-            let (mut r, mut e, mut s) = (0, 0, 0);
-            // SAFETY: the three pointers are to live locals.
-            let uids_ok = unsafe { libc::getresuid(&mut r, &mut e, &mut s) } == 0
-                && r == c.uid
-                && e == c.uid
-                && s == c.uid;
-            // SAFETY: the three pointers are to live locals.
-            let gids_ok = unsafe { libc::getresgid(&mut r, &mut e, &mut s) } == 0
-                && r == c.gid
-                && e == c.gid
-                && s == c.gid;
-            if !uids_ok || !gids_ok {
-                return io::Error::from_raw_os_error(libc::EPERM);
-            }
-        }
-        // No exec after this may gain privileges (setuid bits, file caps).
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return io::Error::last_os_error();
-        }
-        let fd = self.listener.as_raw_fd();
-        // SAFETY: dup2 onto fd 3 in the child: fd 3 is not owned by anything that
-        // runs after this (only execve follows), so replacing it is sound.
-        if fd != LISTEN_FDS_START && unsafe { libc::dup2(fd, LISTEN_FDS_START) } < 0 {
-            return io::Error::last_os_error();
-        }
-        // SAFETY: clears close-on-exec on fd 3 (set when the listener itself is 3).
-        if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_SETFD, 0) } < 0 {
-            return io::Error::last_os_error();
-        }
-        // Every other fd closes at exec, whoever opened it without O_CLOEXEC (a
-        // PAM module, say). Marking rather than closing keeps std's exec-error
-        // pipe open until the exec itself.
-        // SAFETY: close_range with integer arguments only; it changes fd flags.
-        if unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                LISTEN_FDS_START + 1,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        } != 0
-        {
-            return io::Error::last_os_error();
-        }
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
-        write_decimal(&mut self.pid_entry, PID_PREFIX.len(), pid.unsigned_abs());
-
-        let mut argv = [std::ptr::null::<libc::c_char>(); MAX_ARGS + 1];
-        for (arg, slot) in self.argv.iter().zip(argv.iter_mut()) {
-            *slot = arg.as_ptr();
-        }
-        let mut envp = [std::ptr::null::<libc::c_char>(); MAX_ENV + 1];
-        let mut slots = envp.iter_mut();
-        for (var, slot) in self.env.iter().zip(slots.by_ref()) {
-            *slot = var.as_ptr();
-        }
-        if let Some(slot) = slots.next() {
-            *slot = self.pid_entry.as_ptr().cast();
-        }
-        // SAFETY: every pointer in argv/envp points at a NUL-terminated string owned
-        // by `self` (pid_entry has its NUL written by write_decimal), both arrays end
-        // in a null pointer (they have one more slot than into_command allows
-        // entries), and all of it stays alive across the call, which returns only on
-        // failure.
-        unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        io::Error::last_os_error()
-    }
-}
-
-/// Writes `n` in decimal into `out` from `at`, followed by a NUL. Panic-free and
-/// allocation-free (it runs between fork and exec).
-fn write_decimal(out: &mut [u8], at: usize, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    for d in &mut digits {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-        len += 1;
-        if n == 0 {
-            break;
-        }
-    }
-    let tail = digits.iter().take(len).rev().chain(std::iter::once(&0));
-    for (slot, byte) in out.iter_mut().skip(at).zip(tail) {
-        *slot = *byte;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rlimit::Resource;
     use std::os::unix::net::UnixListener;
+    use std::process::Stdio;
 
-    #[test]
-    fn decimal_digits_are_written_with_a_nul() {
-        let mut buf = [b'x'; 16];
-        write_decimal(&mut buf, 2, 40_213);
-        assert_eq!(&buf[..8], b"xx40213\0");
-        write_decimal(&mut buf, 0, 0);
-        assert_eq!(&buf[..2], b"0\0");
-        write_decimal(&mut buf, 0, u32::MAX);
-        assert_eq!(&buf[..11], b"4294967295\0");
+    /// The launcher example `cargo test` builds beside this test binary.
+    fn launcher() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let path = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples/srpc-launch");
+        assert!(
+            path.exists(),
+            "{} is missing (cargo test builds it)",
+            path.display()
+        );
+        path
     }
 
     fn listener(tag: &str) -> (UnixListener, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("srpc-os-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         (UnixListener::bind(&path).unwrap(), path)
+    }
+
+    fn nobody(groups: Vec<u32>) -> Credentials {
+        Credentials {
+            uid: 65534,
+            gid: 65534,
+            groups,
+        }
+    }
+
+    /// Spawns, waits for the launcher's verdict, and collects stdout.
+    fn run(spawn: ListenFdCommand) -> (u32, io::Result<()>, std::process::Output) {
+        let mut launch = spawn.into_command(&launcher()).unwrap();
+        let child = launch.command.stdout(Stdio::piped()).spawn().unwrap();
+        drop(launch.command);
+        let pid = child.id();
+        let status = launch.status.wait();
+        (pid, status, child.wait_with_output().unwrap())
     }
 
     #[test]
@@ -359,20 +399,10 @@ mod tests {
             .arg(script)
             .env("EXTRA", "x y")
             .env("PATH", "/usr/bin:/bin")
-            .credentials(Credentials {
-                uid: 65534,
-                gid: 65534,
-                groups: vec![65534],
-            });
-        let mut command = spawn.into_command().unwrap();
-        let child = command
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(command);
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
+            .credentials(nobody(vec![65534]));
+        let (pid, status, out) = run(spawn);
         std::fs::remove_file(path).unwrap();
+        status.unwrap();
         assert!(out.status.success());
         let out = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -392,37 +422,105 @@ mod tests {
         assert!(stray > 3);
         let script = format!(
             "grep NoNewPrivs /proc/$$/status; test -e /proc/$$/fd/{stray} && echo leaked; \
-             cat /proc/$$/status | grep -E '^(Uid|Gid):'"
+             ls /proc/$$/fd | tr '\\n' ' '; echo; \
+             cat /proc/$$/status | grep -E '^(Uid|Gid|Groups):'; \
+             read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat; \
+             echo \"session $(( sid == $$ )) tty $tty\""
         );
         let mut spawn = ListenFdCommand::new("/bin/sh", listener.into(), "/x");
-        spawn.arg("-c").arg(script).credentials(Credentials {
-            uid: 65534,
-            gid: 65534,
-            groups: vec![],
-        });
-        let mut command = spawn.into_command().unwrap();
-        let out = command
-            .stdout(std::process::Stdio::piped())
-            .output()
-            .unwrap();
-        drop(command);
+        spawn.arg("-c").arg(script).credentials(nobody(vec![]));
+        let (_, status, out) = run(spawn);
         // SAFETY: closes the fd this test opened.
         unsafe { libc::close(stray) };
         std::fs::remove_file(path).unwrap();
+        status.unwrap();
         let out = String::from_utf8(out.stdout).unwrap();
         assert!(out.contains("NoNewPrivs:\t1"), "{out}");
         assert!(!out.contains("leaked"), "{out}");
+        // Only stdio and the listener (the shell's `ls` adds its own dir fd).
+        assert!(out.contains("\n0 1 2 3 "), "{out}");
         assert!(out.contains("Uid:\t65534\t65534\t65534\t65534"), "{out}");
         assert!(out.contains("Gid:\t65534\t65534\t65534\t65534"), "{out}");
+        assert!(out.contains("Groups:\t \n"), "{out}");
+        // Its own session, no controlling terminal.
+        assert!(out.contains("session 1 tty 0"), "{out}");
+    }
+
+    #[test]
+    fn limits_are_applied_before_the_ids_change() {
+        let (listener, path) = listener("rlimit");
+        let mut spawn = ListenFdCommand::new("/bin/sh", listener.into(), "/x");
+        spawn
+            .arg("-c")
+            .arg("ulimit -Sn; ulimit -Hn; ulimit -Hc")
+            .credentials(nobody(vec![]))
+            .rlimit(Rlimit {
+                resource: Resource::Nofile,
+                soft: Some(77),
+                hard: Some(88),
+            })
+            .rlimit(Rlimit {
+                resource: Resource::Core,
+                soft: Some(0),
+                hard: Some(0),
+            });
+        let (_, status, out) = run(spawn);
+        std::fs::remove_file(path).unwrap();
+        status.unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "77\n88\n0\n");
     }
 
     #[test]
     fn an_exec_failure_is_a_spawn_error() {
         let (listener, path) = listener("spawn-fail");
         let spawn = ListenFdCommand::new("/nonexistent/handler", listener.into(), "/x");
-        let err = spawn.into_command().unwrap().spawn().unwrap_err();
+        let (_, status, out) = run(spawn);
         std::fs::remove_file(path).unwrap();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let err = status.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert!(err.to_string().contains("/nonexistent/handler"), "{err}");
+        assert_eq!(out.status.code(), Some(127));
+        // A launcher that is not there fails std's spawn itself.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let spawn = ListenFdCommand::new("/bin/true", a.into(), "/x");
+        let mut launch = spawn
+            .into_command(Path::new("/nonexistent/launch"))
+            .unwrap();
+        assert_eq!(
+            launch.command.spawn().unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn a_refused_id_change_is_a_spawn_error() {
+        // An unprivileged launcher cannot take another user's ids: run it as
+        // nobody (through a first launch) asking for uid 1.
+        let (listener, path) = listener("ids-refused");
+        let inner = launcher();
+        let mut spawn = ListenFdCommand::new("/bin/true", listener.into(), "/x");
+        spawn.credentials(Credentials {
+            uid: 1,
+            gid: 1,
+            groups: vec![],
+        });
+        let mut launch = spawn.into_command(&inner).unwrap();
+        let child = launch.command.uid(65534).gid(65534).spawn().unwrap();
+        drop(launch.command);
+        let err = launch.status.wait().unwrap_err();
+        let _ = child.wait_with_output();
+        std::fs::remove_file(path).unwrap();
+        assert!(err.to_string().contains("launcher:"), "{err}");
+    }
+
+    #[test]
+    fn status_messages_decode_to_the_errno_kind() {
+        assert!(LaunchStatus::decode(b"").is_ok());
+        let e = LaunchStatus::decode(b"13 exec /x: Permission denied").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("exec /x"));
+        let e = LaunchStatus::decode(b"garbage").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Other);
     }
 
     #[test]
@@ -439,12 +537,17 @@ mod tests {
             if let Some(var) = var {
                 spawn.env(var, "1");
             }
-            let err = spawn.into_command().unwrap_err();
+            let err = spawn.into_command(&launcher()).unwrap_err();
             assert_eq!(
                 err.kind(),
                 io::ErrorKind::InvalidInput,
                 "{program} {name} {var:?}"
             );
         }
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut spawn = ListenFdCommand::new("/bin/sh", a.into(), "/x");
+        spawn.env("BIG", "x".repeat(MAX_SPEC));
+        let err = spawn.into_command(&launcher()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

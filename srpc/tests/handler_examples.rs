@@ -34,6 +34,10 @@ const EXAMPLE: &str = "SRPC_TEST_EXAMPLE";
 const NOBODY: u32 = 65534;
 
 fn main() -> ExitCode {
+    // This binary is also the launcher srpcd would exec (srpc-launch).
+    if std::env::args().nth(1).as_deref() == Some(srpc_os::LAUNCH_MARKER) {
+        srpc_os::launcher_main();
+    }
     match std::env::var(EXAMPLE).as_deref() {
         Ok("stats") => return stats::main(),
         Ok("whoami") => return whoami::main(),
@@ -109,9 +113,10 @@ fn spawn_per_user(
     if let Some(ids) = handler_ids().0 {
         handler.credentials(ids);
     }
-    let mut command = handler.into_command().unwrap();
-    let child = command.stderr(Stdio::piped()).spawn().unwrap();
-    drop(command); // closes our copy of the listener
+    let launcher = std::env::current_exe().unwrap();
+    let mut launch = handler.into_command(&launcher).unwrap();
+    let child = launch.command.stderr(Stdio::piped()).spawn().unwrap();
+    drop(launch.command); // closes our copy of the listener
     child
 }
 

@@ -20,6 +20,10 @@ const HANDLER_MODE: &str = "SRPC_TEST_HANDLER_MODE";
 const NOBODY: u32 = 65534;
 
 fn main() -> ExitCode {
+    // This binary is also the launcher srpcd would exec (srpc-launch).
+    if std::env::args().nth(1).as_deref() == Some(srpc_os::LAUNCH_MARKER) {
+        srpc_os::launcher_main();
+    }
     if std::env::var_os(HANDLER_MODE).is_some() {
         return handler_main();
     }
@@ -112,9 +116,10 @@ fn spawn_handler_with_env(
     if let Some(ids) = ids {
         handler.credentials(ids);
     }
-    let mut command = handler.into_command().unwrap();
-    let child = command.stderr(Stdio::piped()).spawn().unwrap();
-    drop(command); // closes our copy of the fd
+    let launcher = std::env::current_exe().unwrap();
+    let mut launch = handler.into_command(&launcher).unwrap();
+    let child = launch.command.stderr(Stdio::piped()).spawn().unwrap();
+    drop(launch.command); // closes our copy of the fd
     child
 }
 

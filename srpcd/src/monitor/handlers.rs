@@ -184,10 +184,12 @@ fn spawn_handler(
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
     let mut cmd = ListenFdCommand::new(exe, fd, name);
     cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
-    let command = super::workers::as_user(cmd, &run_as.account, &run_as.env)?;
-    let mut command = tokio::process::Command::from(command);
-    command.kill_on_drop(true);
-    command.spawn()
+    let tag = super::launch::Tag {
+        role: super::launch::Role::Handler,
+        user: run_as.account.name.clone(),
+        endpoint: Some(name.to_owned()),
+    };
+    super::workers::as_user(cmd, &run_as.account, &run_as.env, tag)?.spawn_tokio()
 }
 
 /// A service endpoint: each connection is handed to the service, which reads

@@ -5,9 +5,11 @@
 mod attach;
 mod attrs;
 mod auth;
+mod child_log;
 mod clone;
 mod fsat;
 mod handlers;
+mod launch;
 mod start_limit;
 mod startup;
 mod workers;
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,7 +79,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(&config)?;
     let pin = startup::pin(&tls.cert)?;
-    let (front_bin, worker_bin) = startup::libexec(&config)?;
+    let (front_bin, worker_bin, launcher) = startup::libexec(&config)?;
+    launch::init(launcher);
     let front_account = Account::lookup(&config.workers.front_user)
         .map_err(|e| StartError::Check(format!("front user: {e}")))?;
     if front_account.uid == 0 {
@@ -189,12 +192,13 @@ fn spawn_front(program: &Path, channel: OwnedFd, account: &Account) -> Result<Ch
             cmd.env(key, v);
         }
     }
-    let mut command = cmd
-        .into_command()
-        .map_err(|e| StartError::Check(e.to_string()))?;
-    command.stdin(Stdio::null()).current_dir("/");
-    command
-        .spawn()
+    let tag = launch::Tag {
+        role: launch::Role::Front,
+        user: account.name.clone(),
+        endpoint: None,
+    };
+    launch::prepare(cmd, tag)
+        .and_then(launch::Prepared::spawn)
         .map_err(StartError::io(format!("starting {}", program.display())))
 }
 

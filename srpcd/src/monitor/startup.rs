@@ -100,15 +100,18 @@ pub fn make_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), StartEr
     Ok(())
 }
 
-/// Where the helper executables are: next to srpcd unless configured.
-pub fn libexec(config: &Config) -> Result<(PathBuf, PathBuf), StartError> {
+/// Where the helper executables are (front, worker, launcher): next to srpcd
+/// unless configured. The launcher runs as root, so it, like the others, must
+/// be root's alone.
+pub fn libexec(config: &Config) -> Result<(PathBuf, PathBuf, PathBuf), StartError> {
     let dir = match &config.workers.libexec_dir {
         Some(dir) => dir.clone(),
         None => PathBuf::from("/usr/libexec/srpc"),
     };
     let front = dir.join("srpc-front");
     let worker = dir.join("srpc-worker");
-    for p in [&front, &worker] {
+    let launcher = dir.join("srpc-launch");
+    for p in [&front, &worker, &launcher] {
         let m = fs::metadata(p).map_err(StartError::io(format!("{}", p.display())))?;
         if m.uid() != 0 || m.permissions().mode() & 0o022 != 0 {
             return Err(StartError::Check(format!(
@@ -117,7 +120,7 @@ pub fn libexec(config: &Config) -> Result<(PathBuf, PathBuf), StartError> {
             )));
         }
     }
-    Ok((front, worker))
+    Ok((front, worker, launcher))
 }
 
 /// The `sha256:` pin of the first certificate in a PEM chain, for clients.

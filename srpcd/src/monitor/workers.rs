@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use srpc_os::{Credentials, ListenFdCommand};
 
+use super::launch::{self, Prepared, Role, Tag};
 use crate::pam;
 use crate::users::Account;
 
@@ -92,21 +93,25 @@ impl Spawner {
             .arg("--call-timeout-secs")
             .arg(self.call_timeout.as_secs().to_string());
         // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.
-        let mut command = as_user(cmd, account, pam_env)?;
-        let child = command.spawn()?;
+        let tag = Tag {
+            role: Role::Worker,
+            user: account.name.clone(),
+            endpoint: None,
+        };
+        let child = as_user(cmd, account, pam_env, tag)?.spawn()?;
         Ok((child, OwnedFd::from(front_end)))
     }
 }
 
 /// Finishes a command that runs as `account`: the user's ids, PAM's
-/// environment plus the basics and nothing inherited, stdin/stdout on
-/// /dev/null, stderr to srpcd's log, `/` as working directory. Workers and
-/// per-user handlers both start this way.
+/// environment plus the basics and nothing inherited, then the one launch
+/// path ([`launch::prepare`]). Workers and per-user handlers both start this way.
 pub fn as_user(
     mut cmd: ListenFdCommand,
     account: &Account,
     pam_env: &[(String, String)],
-) -> std::io::Result<std::process::Command> {
+    tag: Tag,
+) -> std::io::Result<Prepared> {
     for (k, v) in pam_env {
         if !k.starts_with("LISTEN_") {
             cmd.env(k, v);
@@ -121,13 +126,7 @@ pub fn as_user(
             gid: account.gid,
             groups: account.groups.clone(),
         });
-    let mut command = cmd.into_command().map_err(std::io::Error::other)?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .current_dir(Path::new("/"));
-    Ok(command)
+    launch::prepare(cmd, tag)
 }
 
 /// All workers, by user name.
