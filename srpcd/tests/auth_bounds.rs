@@ -196,12 +196,14 @@ async fn conversations_are_bounded_per_connection_per_source_and_in_all() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut ok = 0;
+        let mut errors = Vec::new();
         for a in attempts {
-            if a.await.unwrap().is_ok() {
-                ok += 1;
+            match a.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => errors.push(e.to_string()),
             }
         }
-        assert_eq!(ok, admitted);
+        assert_eq!(ok, admitted, "{errors:?}\n{}", daemon.log_text());
     }
 }
 
