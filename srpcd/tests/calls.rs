@@ -273,10 +273,19 @@ async fn a_crashed_handler_fails_its_call_and_the_next_call_starts_a_fresh_one()
     assert_eq!(pids.len(), 1, "{pids:?}");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pids[0]).unwrap());
 
-    // Hold the handler still so the call is surely in flight, then kill it.
+    // Hold the handler still, wait until the call is in its socket's receive
+    // queue (a fixed sleep lost the race on a loaded machine: the kill came
+    // first and a fresh handler answered), then kill it.
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let (result, ()) = tokio::join!(echo.append(&b"two"[..]), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !has_unread_bytes(pids[0]) {
+            assert!(
+                Instant::now() < deadline,
+                "the call never reached the handler"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     });
     let err = result.unwrap_err();
@@ -372,4 +381,20 @@ fn tempdir(tag: &str) -> Scratch {
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     Scratch(dir)
+}
+
+/// Whether a Unix socket of process `pid` has bytes it has not read
+/// (`ss`'s Recv-Q), i.e. a call waits in the handler.
+fn has_unread_bytes(pid: u32) -> bool {
+    let out = Command::new("ss").args(["-xpn"]).output().unwrap();
+    let needle = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .any(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|q| q.parse::<u64>().ok())
+                .is_some_and(|q| q > 0)
+        })
 }
