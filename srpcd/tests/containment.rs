@@ -3,7 +3,8 @@
 //! stops, and srpcd's cgroup subtree goes with it. Each test runs with cgroups
 //! (`workers.cgroups = "auto"`: this machine's cgroup2 mount, srpcd in the root
 //! cgroup) and with the process-group fallback (`"off"`). Real users, the real
-//! daemon. Needs root.
+//! daemon. Needs root, and (for the cgroup cases) a test process in a cgroup
+//! srpcd may use: the cgroup2 root, as on the CI machine (no systemd as PID 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(dead_code)]
@@ -62,7 +63,11 @@ impl Drop for Reaper {
 }
 
 fn real_uid(pid: u32) -> Option<u32> {
-    status_field(pid, "Uid:")?.split_whitespace().next()?.parse().ok()
+    status_field(pid, "Uid:")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn pids_where(keep: impl Fn(u32) -> bool) -> Vec<u32> {
@@ -283,4 +288,149 @@ async fn front_user_leftovers_and_the_subtree_end_with_srpcd_in_a_cgroup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn front_user_leftovers_end_with_srpcd_by_uid() {
     front_user_leftovers_end_with_srpcd(Mode::Fallback).await;
+}
+
+/// A cgroup made by the test, removed (after killing what is left) on drop.
+struct TestCgroup(PathBuf);
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = fs::write(self.0.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            if fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts srpcd on `p` from inside the cgroup `dir` (a shell moves itself
+/// there, then execs srpcd), and waits until it listens.
+fn launch_in(p: support::Prepared, dir: &Path) -> Daemon {
+    let mut p = p;
+    let dir_of_test = std::mem::take(&mut p.dir);
+    let log = dir_of_test.join("srpcd.log");
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "echo $$ > \"$0/cgroup.procs\" && exec \"$1\" --config \"$2\"",
+        ])
+        .arg(dir)
+        .arg(env!("CARGO_BIN_EXE_srpcd"))
+        .arg(&p.config)
+        .env("SRPC_LOG_STDERR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon {
+        child,
+        dir: dir_of_test,
+        addr: p.addr.clone(),
+        trust: srpc::client::Trust::Pin(p.pin),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&daemon.addr).is_err() {
+        assert!(
+            matches!(daemon.child.try_wait(), Ok(None)) && Instant::now() < deadline,
+            "srpcd did not listen: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+fn procs_of(dir: &Path) -> String {
+    fs::read_to_string(dir.join("cgroup.procs")).unwrap()
+}
+
+/// Under a delegated cgroup (`Delegate=yes`: systemd sets `trusted.delegate`)
+/// srpcd moves itself into a leaf of its subtree, so the delegated cgroup
+/// holds no process; the front is in `front`; at stop the subtree is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_delegated_cgroup_srpcd_keeps_the_delegated_cgroup_empty() {
+    let mut fx = Fixture::new();
+    let (mount, rel) = cgroup_of(std::process::id());
+    let delegated = TestCgroup(
+        mount
+            .join(rel.trim_start_matches('/'))
+            .join(format!("srpc-test-delegated-{}", std::process::id())),
+    );
+    fs::create_dir(&delegated.0).unwrap();
+    rustix::fs::setxattr(
+        &delegated.0,
+        "trusted.delegate",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let opts = Options {
+        service: fx.unix_service(),
+        idle_secs: 300,
+        extra: String::new(),
+    };
+    let mut daemon = launch_in(support::prepare(&mut fx, &opts, |_| {}), &delegated.0);
+    let srpcd = daemon.child.id();
+    let subtree = delegated.0.join(format!("srpcd-{srpcd}"));
+    assert_eq!(
+        procs_of(&delegated.0),
+        "",
+        "the delegated cgroup holds no process"
+    );
+    assert_eq!(procs_of(&subtree.join("monitor")), format!("{srpcd}\n"));
+    let front_uid = uid_of(&front_user_of(&daemon));
+    let _reaper = Reaper(vec![front_uid]);
+    let front_exe = Path::new(env!("CARGO_BIN_EXE_srpcd"))
+        .parent()
+        .unwrap()
+        .join("srpc-front");
+    let front = pids_of(&front_exe, front_uid);
+    assert_eq!(procs_of(&subtree.join("front")), format!("{}\n", front[0]));
+    support::stop(&mut daemon.child);
+    assert!(
+        !subtree.exists(),
+        "srpcd's subtree outlived it\n{}",
+        daemon.log_text()
+    );
+}
+
+/// The subtree of an srpcd that died without cleaning up (here made by hand,
+/// for a pid that is gone, with a `sleep` in it) is killed and removed when
+/// the next srpcd starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_subtree_is_killed_and_removed_at_start() {
+    let mut fx = Fixture::new();
+    let (mount, rel) = cgroup_of(std::process::id());
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = TestCgroup(
+        mount
+            .join(rel.trim_start_matches('/'))
+            .join(format!("srpcd-{dead}")),
+    );
+    fs::create_dir_all(stale.0.join("user-1/handlers")).unwrap();
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    fs::write(
+        stale.0.join("user-1/handlers/cgroup.procs"),
+        sleeper.id().to_string(),
+    )
+    .unwrap();
+    let opts = Options {
+        service: fx.unix_service(),
+        idle_secs: 300,
+        extra: String::new(),
+    };
+    let daemon = support::start(&mut fx, &opts, |_| {});
+    let _reaper = Reaper(vec![uid_of(&front_user_of(&daemon))]);
+    let killed = eventually(BOUND, || matches!(sleeper.try_wait(), Ok(Some(_)))).await;
+    if !killed {
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
+    assert!(killed, "the stale subtree's process lives");
+    assert!(!stale.0.exists(), "the stale subtree is still there");
 }
