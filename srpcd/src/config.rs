@@ -167,6 +167,31 @@ pub struct Workers {
     /// `timeout` and its handler connection is closed.
     #[serde(deserialize_with = "call_timeout", rename = "call_timeout_secs")]
     pub call_timeout: Duration,
+    /// Contain the processes srpcd starts in a cgroup v2 subtree where one
+    /// can be made ("auto"), or use the process-group fallback ("off").
+    pub cgroups: CgroupMode,
+}
+
+/// `workers.cgroups`: how srpcd contains what it starts (read at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupMode {
+    /// A cgroup v2 subtree where the own cgroup is delegated (or is the root).
+    #[default]
+    Auto,
+    /// Process groups and a kill of every front-user process (the fallback).
+    Off,
+}
+
+impl<'de> Deserialize<'de> for CgroupMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(CgroupMode::Auto),
+            "off" => Ok(CgroupMode::Off),
+            other => Err(de::Error::custom(format!(
+                "unknown cgroups mode \"{other}\" (expected \"auto\" or \"off\")"
+            ))),
+        }
+    }
 }
 
 /// The range of `workers.call_timeout_secs` (also checked by the worker).
@@ -245,6 +270,7 @@ impl Default for Workers {
             front_user: "srpc".into(),
             libexec_dir: None,
             call_timeout: Duration::from_secs(60),
+            cgroups: CgroupMode::Auto,
         }
     }
 }
@@ -485,6 +511,16 @@ mod tests {
         assert_eq!(
             Config::default().workers.call_timeout,
             Duration::from_secs(60)
+        );
+        assert_eq!(Config::default().workers.cgroups, CgroupMode::Auto);
+        let c = parse("[workers]\ncgroups = \"off\"\n").unwrap();
+        assert_eq!(c.workers.cgroups, CgroupMode::Off);
+        let e = parse("[workers]\ncgroups = \"yes\"\n").unwrap_err();
+        assert!(
+            e.contains(
+                "workers.cgroups: unknown cgroups mode \"yes\" (expected \"auto\" or \"off\")"
+            ),
+            "{e}"
         );
     }
 

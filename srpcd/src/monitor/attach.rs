@@ -315,6 +315,9 @@ impl Monitor {
             return;
         }
         w.idle_since = Some(std::time::Instant::now());
+        // The handlers, and all they started, end with the last session; the
+        // worker waits out its idle time (and ends with the rest at reap).
+        super::cgroup::sessions_ended(w.account.uid);
         if let Some(slot) = self.clones.remove(user) {
             // No task holds it: they all reported (pending is 0).
             if let Ok(mut clone) = slot.try_lock() {

@@ -183,13 +183,17 @@ fn spawn_handler(
 ) -> std::io::Result<tokio::process::Child> {
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
     let mut cmd = ListenFdCommand::new(exe, fd, name);
+    let place = super::cgroup::Place::Handler(run_as.account.uid);
+    super::cgroup::place(&mut cmd, place)?;
     cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
     let tag = super::launch::Tag {
         role: super::launch::Role::Handler,
         user: run_as.account.name.clone(),
         endpoint: Some(name.to_owned()),
     };
-    super::workers::as_user(cmd, &run_as.account, &run_as.env, tag)?.spawn_tokio()
+    let child = super::workers::as_user(cmd, &run_as.account, &run_as.env, tag)?.spawn_tokio()?;
+    super::cgroup::started(place, child.id());
+    Ok(child)
 }
 
 /// A service endpoint: each connection is handed to the service, which reads

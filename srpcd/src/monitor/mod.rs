@@ -5,6 +5,7 @@
 mod attach;
 mod attrs;
 mod auth;
+mod cgroup;
 mod child_log;
 mod clone;
 mod fsat;
@@ -87,6 +88,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         return Err(StartError::Check("the front user must not be root".into()));
     }
 
+    // Before the first child: every one starts contained (audit L1).
+    cgroup::init(config.workers.cgroups);
+    cgroup::before_front(&front_account).await;
+
     let runtime = &config.tree.runtime_dir;
     startup::make_dir(runtime, 0o755, 0, 0)?;
 
@@ -167,6 +172,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         }
     }
     m.shutdown(&mut front).await;
+    // Whatever the children left behind, the front user's included.
+    cgroup::stop(&front_account).await;
     Ok(())
 }
 
@@ -182,6 +189,8 @@ fn sd_notify_ready() -> std::io::Result<()> {
 
 fn spawn_front(program: &Path, channel: OwnedFd, account: &Account) -> Result<Child, StartError> {
     let mut cmd = ListenFdCommand::new(program, channel, FRONT_CHANNEL_NAME);
+    cgroup::place(&mut cmd, cgroup::Place::Front)
+        .map_err(StartError::io("the front's cgroup".to_owned()))?;
     cmd.env("PATH", "/usr/bin:/bin").credentials(Credentials {
         uid: account.uid,
         gid: account.gid,
@@ -437,6 +446,8 @@ impl Monitor {
         }
         for user in done {
             if let Some(w) = self.workers.by_user.remove(&user) {
+                // Whatever the worker or its handlers left ends with it.
+                cgroup::user_done(&user, w.account.uid);
                 if let Some(session) = w.pam {
                     // Session modules may take their time: off the loop.
                     tokio::spawn(close_session(user, session));
@@ -446,6 +457,7 @@ impl Monitor {
     }
 
     fn reap_idle(&mut self) {
+        cgroup::tidy(|user| self.workers.by_user.contains_key(user));
         let now = Instant::now();
         for user in self.workers.idle(self.config.workers.idle_timeout, now) {
             if let Some(w) = self.workers.by_user.get_mut(&user) {

@@ -98,7 +98,10 @@ impl Spawner {
             user: account.name.clone(),
             endpoint: None,
         };
+        let place = super::cgroup::Place::Worker(account.uid);
+        super::cgroup::place(&mut cmd, place)?;
         let child = as_user(cmd, account, pam_env, tag)?.spawn()?;
+        super::cgroup::started(place, Some(child.id()));
         Ok((child, OwnedFd::from(front_end)))
     }
 }
