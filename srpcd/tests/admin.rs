@@ -83,6 +83,63 @@ fn check_config_names_what_is_wrong() {
     );
 }
 
+/// pam_limits (and its kind) in the session stack would run inside the root
+/// monitor and change it, not the user's worker: refused, by file and line,
+/// also when an included file holds it.
+#[test]
+fn check_config_refuses_process_changing_session_modules() {
+    let mut fx = Fixture::new();
+    let o = opts(&mut fx, "");
+    let p = support::prepare(&mut fx, &o, |_| {});
+    let config = fs::read_to_string(&p.config).unwrap();
+    let use_service = |service: &str| {
+        fs::write(&p.config, config.replace(&o.service, service)).unwrap();
+        check_config(&p.config)
+    };
+
+    let direct = fx.service(
+        "auth     required pam_unix.so nodelay\n\
+         account  required pam_unix.so\n\
+         session  required pam_unix.so\n\
+         session  required pam_limits.so\n",
+    );
+    let (ok, text) = use_service(&direct);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "/etc/pam.d/{direct}:4: session module pam_limits.so would run inside srpcd's root monitor"
+        )) && text.contains("not the user's worker"),
+        "{text}"
+    );
+
+    let inner =
+        fx.service("session optional pam_env.so\n-session optional pam_keyinit.so revoke\n");
+    let outer = fx.service(&format!(
+        "auth     required pam_unix.so nodelay\n\
+         account  required pam_unix.so\n\
+         session  required pam_unix.so\n\
+         @include {inner}\n"
+    ));
+    let (ok, text) = use_service(&outer);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "/etc/pam.d/{inner}:2: session module pam_keyinit.so"
+        )) && text.contains(&format!("included from /etc/pam.d/{outer}:4")),
+        "{text}"
+    );
+
+    // pam_env alone is fine.
+    let env = fx.service("session optional pam_env.so\n");
+    let env_only = fx.service(&format!(
+        "auth     required pam_unix.so nodelay\n\
+         account  required pam_unix.so\n\
+         session  include {env}\n"
+    ));
+    let (ok, text) = use_service(&env_only);
+    assert!(ok, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_certificate_without_a_restart() {
     let mut fx = Fixture::new();

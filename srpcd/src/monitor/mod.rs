@@ -13,6 +13,7 @@ mod handlers;
 mod launch;
 mod start_limit;
 mod startup;
+mod user_limits;
 mod workers;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use srpc_os::{Credentials, ListenFdCommand};
 
 use super::launch::{self, Prepared, Role, Tag};
+use super::user_limits;
 use crate::pam;
 use crate::users::Account;
 
@@ -106,9 +107,11 @@ impl Spawner {
     }
 }
 
-/// Finishes a command that runs as `account`: the user's ids, PAM's
-/// environment plus the basics and nothing inherited, then the one launch
-/// path ([`launch::prepare`]). Workers and per-user handlers both start this way.
+/// Finishes a command that runs as `account`: the user's ids, the user's
+/// resource limits (limits.conf, read afresh at each start: see
+/// [`user_limits`]), PAM's environment plus the basics and nothing inherited,
+/// then the one launch path ([`launch::prepare`]). Workers and per-user
+/// handlers both start this way.
 pub fn as_user(
     mut cmd: ListenFdCommand,
     account: &Account,
@@ -129,6 +132,11 @@ pub fn as_user(
             gid: account.gid,
             groups: account.groups.clone(),
         });
+    // Set by the launcher as root, before it drops to the user's ids: the
+    // user cannot raise a hard limit afterwards.
+    for limit in user_limits::for_account(account) {
+        cmd.rlimit(limit);
+    }
     launch::prepare(cmd, tag)
 }
 

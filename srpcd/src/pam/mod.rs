@@ -58,11 +58,19 @@
 //! # Sessions and process state
 //!
 //! Session modules run in the monitor's process. Modules that change the
-//! calling process (pam_limits sets rlimits, pam_loginuid writes the loginuid,
-//! pam_keyinit joins a session keyring, pam_env/pam_umask) would change the
-//! monitor itself, not the user's worker: srpcd's service file must not use them
-//! in its `session` stack; the worker gets the PAM environment from
-//! [`Session::env`] instead.
+//! calling process would change the monitor itself, not the user's worker, so
+//! [`check_service_file`] refuses them in the `session` stack (at start, in
+//! `--check-config` and before each transaction), naming the file, the line
+//! and what the module would change: pam_limits (rlimits), pam_loginuid (the
+//! audit loginuid), pam_keyinit (a session keyring), pam_systemd (the login
+//! scope), pam_selinux (exec and key contexts), pam_namespace (the mount
+//! namespace), pam_umask (the umask). It follows `@include`, `include` and
+//! `substack` (and `-session` lines) through /etc/pam.d then /usr/lib/pam.d,
+//! as Linux-PAM does, at most 16 deep. pam_env is allowed: it only sets PAM
+//! environment variables, which the worker gets from [`Session::env`].
+//! What they would have done for the user is done elsewhere: the monitor
+//! applies limits.conf itself (`monitor/user_limits.rs`). A PAM process per
+//! login, which could run them for real, is later work.
 
 mod conversation;
 mod service_file;
@@ -212,6 +220,19 @@ pub enum PamError {
         /// The path.
         path: PathBuf,
     },
+    /// The service's `session` stack runs a module that would change the
+    /// monitor's own process (or the stack cannot be read to check it).
+    #[error("{}", bad_session_stack(file, *line, why, via))]
+    BadSessionStack {
+        /// The file holding the line.
+        file: PathBuf,
+        /// Its line number (0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        why: String,
+        /// The `file:line` of each include that led there, outermost first.
+        via: Vec<String>,
+    },
     /// The service name is not a plain file name.
     #[error("{0:?} is not a valid PAM service name")]
     InvalidServiceName(String),
@@ -252,6 +273,19 @@ pub enum PamError {
         /// PAM's message and code.
         message: String,
     },
+}
+
+fn bad_session_stack(file: &std::path::Path, line: usize, why: &str, via: &[String]) -> String {
+    let at = if line == 0 {
+        file.display().to_string()
+    } else {
+        format!("{}:{line}", file.display())
+    };
+    if via.is_empty() {
+        format!("{at}: {why}")
+    } else {
+        format!("{at}: {why} (included from {})", via.join(" via "))
+    }
 }
 
 fn missing_service_file(service: &str, searched: &[PathBuf]) -> String {
