@@ -165,7 +165,10 @@ fn a_front_user_process_cannot_make_root_chown_anything_across_restarts() {
         };
         // Nothing below the runtime directory is the front user's.
         for entry in fs::read_dir(&run).unwrap().flatten() {
-            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            // (An entry may go between the listing and the lstat.)
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
             assert_ne!(
                 meta.uid(),
                 uid_of(&front),
@@ -214,7 +217,13 @@ fn the_front_is_not_dumpable_has_no_core_and_stops_with_the_monitor() {
     let front_uid = uid_of(&front);
     let log = prepared.dir.join("srpcd.log");
     let mut srpcd = start_srpcd(&prepared.config, &log, &prepared.addr);
-    let pids = pids_of(&front_exe(), front_uid);
+    // The port listens before the launcher has exec'd the front: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pids = pids_of(&front_exe(), front_uid);
+    while pids.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        pids = pids_of(&front_exe(), front_uid);
+    }
     assert_eq!(pids.len(), 1, "one front: {pids:?}");
     let pid = pids[0];
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

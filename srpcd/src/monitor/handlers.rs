@@ -100,9 +100,13 @@ pub async fn serve_handler(
             tracing::info!(endpoint = name, user, ?pid, %status, "handler exited");
             continue;
         }
-        // A crash, possibly before accepting: fail the calls it left, so
-        // they are answered now rather than wait for the next start.
-        let refused = refuse_waiting(&listener).await;
+        // A crash. The calls it had accepted fail with it (their connections
+        // close). What waits in the backlog — calls it never took, and calls
+        // made after it died — is served by the next start if the start limit
+        // allows one now (a first crash), and refused at the top of the loop
+        // while it backs off: so a handler that dies before accepting fails
+        // its callers within two starts, and one that crashed after serving
+        // does not take the next caller down with it.
         let ran = started.elapsed();
         let wait = limit.failed(Instant::now(), ran);
         tracing::warn!(
@@ -111,7 +115,6 @@ pub async fn serve_handler(
             ?pid,
             %status,
             ran_ms = ran.as_millis(),
-            refused,
             "handler failed; next start in {} s at the earliest",
             wait.as_secs()
         );
