@@ -121,7 +121,7 @@ async fn calls_run_as_the_caller_and_the_kernel_decides_who_may_call() {
     let gid = make_group(&group.0);
     add_to_group(&alice, &group.0);
 
-    let scratch = tempdir("calls");
+    let scratch = support::scratch("calls");
     let clock_socket = scratch.join("clock.sock");
     let outside = scratch.join("outside-handler");
     fs::copy(example_path("echo"), &outside).unwrap();
@@ -258,7 +258,7 @@ async fn calls_run_as_the_caller_and_the_kernel_decides_who_may_call() {
 async fn a_crashed_handler_fails_its_call_and_the_next_call_starts_a_fresh_one() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
-    let scratch = tempdir("crash");
+    let scratch = support::scratch("crash");
     let daemon = start(&mut fx, 0, &scratch.join("none.sock"), &{
         let outside = scratch.join("outside");
         fs::write(&outside, "x").unwrap();
@@ -301,7 +301,7 @@ async fn a_crashed_handler_fails_its_call_and_the_next_call_starts_a_fresh_one()
 async fn a_hundred_concurrent_calls_from_ten_users_are_all_answered() {
     let mut fx = Fixture::new();
     let users: Vec<String> = (0..10).map(|_| fx.user(PASSWORD)).collect();
-    let scratch = tempdir("hundred");
+    let scratch = support::scratch("hundred");
     let daemon = start(&mut fx, 0, &scratch.join("none.sock"), &{
         let outside = scratch.join("outside");
         fs::write(&outside, "x").unwrap();
@@ -358,29 +358,6 @@ async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output
     })
     .await;
     out.into_iter().map(Option::unwrap).collect()
-}
-
-/// A scratch directory outside the tree, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir(tag: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("srpcd-test-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    Scratch(dir)
 }
 
 /// Whether a Unix socket of process `pid` has bytes it has not read

@@ -12,7 +12,7 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,22 +40,6 @@ async fn whoami_uid(s: &Session) -> u64 {
 fn mode_owner(p: &Path) -> (u32, u32, u32) {
     let m = fs::symlink_metadata(p).unwrap();
     (m.mode() & 0o7777, m.uid(), m.gid())
-}
-
-/// A root-only scratch directory outside the tree, removed on drop.
-struct Scratch(PathBuf);
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(tag: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("srpcd-test-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    Scratch(dir)
 }
 
 fn start(fx: &mut Fixture, owner_of_team: u32, extra_tree: impl FnOnce(&Path)) -> Daemon {
@@ -137,7 +121,7 @@ async fn a_user_cannot_plant_anything_in_its_clone_and_resyncs_leave_the_host_al
     let mut fx = Fixture::new();
     let a = fx.user(PASSWORD);
     let b = fx.user(PASSWORD);
-    let targets = scratch("clone-targets");
+    let targets = support::scratch("clone-targets");
     // C1's target: a root-only file; C2's victim: a root-only directory.
     let target = targets.0.join("target");
     fs::write(&target, "root-only secret\n").unwrap();

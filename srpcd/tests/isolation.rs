@@ -34,22 +34,6 @@ fn opts(fx: &mut Fixture) -> Options {
     }
 }
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(tag: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("srpcd-isolation-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    Scratch(dir)
-}
-
 /// Kills every process running as `uid` (a test user's leftovers, so the
 /// fixture can remove the user).
 fn kill_all_of(uid: u32) {
@@ -212,7 +196,7 @@ async fn a_user_stopping_its_own_spawns_does_not_freeze_the_monitor() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
     let bob = fx.user(PASSWORD);
-    let dir = scratch("m1");
+    let dir = support::scratch("m1");
     let stopper = build_stopper(&dir.0);
     let o = opts(&mut fx);
     let daemon = support::start(&mut fx, &o, |_| {});
@@ -318,7 +302,7 @@ fn forging_handler(report: &Path, marker: &str) -> String {
 async fn a_handler_has_no_terminal_and_its_stderr_is_logged_as_its_own() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
-    let dir = scratch("h2");
+    let dir = support::scratch("h2");
     fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     let report = dir.0.join("report");
     let marker = format!("FORGED-{}", std::process::id());

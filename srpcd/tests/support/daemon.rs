@@ -282,3 +282,27 @@ pub fn pids_of(exe: &Path, uid: u32) -> Vec<u32> {
     }
     found
 }
+
+/// A scratch directory outside the tree (0755), removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch directory named for `tag` and this test process.
+pub fn scratch(tag: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("srpcd-test-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    Scratch(dir)
+}
