@@ -31,6 +31,8 @@ pub struct Front {
     settings: RwLock<Arc<FrontSettings>>,
     acceptor: RwLock<Option<tokio_rustls::TlsAcceptor>>,
     links: Mutex<HashMap<u64, Arc<WorkerLink>>>,
+    /// Signalled whenever a worker link is added.
+    link_added: tokio::sync::Notify,
     sessions: Mutex<HashMap<String, u32>>,
     sources: Mutex<HashMap<IpAddr, u32>>,
     draining: tokio::sync::watch::Sender<bool>,
@@ -52,14 +54,18 @@ impl Front {
         )
     }
 
-    fn link(
+    /// The link to worker `worker` of `user`: started from `fd` when the
+    /// monitor hands it over (the worker's first attach), else the one
+    /// already open. The monitor's replies for one new worker are routed to
+    /// their requests concurrently, so one without the fd may be handled
+    /// before the one that carries it: it waits (bounded) for the link to be
+    /// added rather than call a starting worker gone.
+    async fn link(
         &self,
         worker: u64,
         user: &str,
         fd: Option<OwnedFd>,
     ) -> Result<Arc<WorkerLink>, Message> {
-        let mut links = lock(&self.links);
-        links.retain(|_, l| !l.is_down());
         if let Some(fd) = fd {
             let std_stream = std::os::unix::net::UnixStream::from(fd);
             let stream = std_stream
@@ -67,14 +73,30 @@ impl Front {
                 .and_then(|()| tokio::net::UnixStream::from_std(std_stream))
                 .map_err(|e| Message::error(ErrorCode::Internal, format!("worker link: {e}")))?;
             let link = WorkerLink::start(worker, user.to_owned(), stream);
+            let mut links = lock(&self.links);
+            links.retain(|_, l| !l.is_down());
             links.insert(worker, Arc::clone(&link));
+            drop(links);
+            self.link_added.notify_waiters();
             return Ok(link);
         }
-        links
-            .get(&worker)
-            .filter(|l| l.user == user)
-            .cloned()
-            .ok_or_else(|| Message::error(ErrorCode::Unavailable, "the user's worker is gone"))
+        let gone = || Message::error(ErrorCode::Unavailable, "the user's worker is gone");
+        let deadline = tokio::time::Instant::now() + LINK_WAIT;
+        loop {
+            let added = self.link_added.notified();
+            tokio::pin!(added);
+            // Registered before the look, so an insert in between is not missed.
+            added.as_mut().enable();
+            match lock(&self.links).get(&worker) {
+                Some(l) if l.user == user && !l.is_down() => return Ok(Arc::clone(l)),
+                // Known and down, or another user's: no waiting helps.
+                Some(_) => return Err(gone()),
+                None => {}
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Err(gone());
+            }
+        }
     }
 
     /// Counts a new session of `user`; false when the user is at the limit.
@@ -155,6 +177,7 @@ pub async fn run(
         settings: RwLock::new(Arc::new(placeholder_settings())),
         acceptor: RwLock::new(None),
         links: Mutex::new(HashMap::new()),
+        link_added: tokio::sync::Notify::new(),
         sessions: Mutex::new(HashMap::new()),
         sources: Mutex::new(HashMap::new()),
         draining: tokio::sync::watch::Sender::new(false),
@@ -220,6 +243,9 @@ pub async fn run(
     tracing::info!(unfinished = Arc::strong_count(&open) - 1, "front stopped");
     Ok(())
 }
+
+/// How long a request waits for a worker link the monitor is handing over.
+const LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long open connections have to finish their requests at shutdown.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);

@@ -172,7 +172,7 @@ impl Front {
             .map_err(|_| Message::error(ErrorCode::Unavailable, "srpcd is shutting down"))?;
         match reply.msg {
             ToFront::Worker { worker, user, .. } => {
-                let link = self.link(worker, &user, reply.fd)?;
+                let link = self.link(worker, &user, reply.fd).await?;
                 Ok((user, link))
             }
             ToFront::Failed { code, message, .. } => {
