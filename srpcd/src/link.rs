@@ -39,6 +39,9 @@ struct Pending {
 struct Shared {
     pending: Mutex<HashMap<u64, Pending>>,
     down: AtomicBool,
+    /// Why the peer's stream was cut, if the peer sent a frame over the link's
+    /// limit: `(declared, max)` bytes.
+    too_large: Mutex<Option<(u64, u64)>>,
     next_seq: AtomicU64,
     last_used: Mutex<Instant>,
 }
@@ -73,6 +76,7 @@ impl Link {
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
+            too_large: Mutex::new(None),
             next_seq: AtomicU64::new(1),
             last_used: Mutex::new(Instant::now()),
         });
@@ -101,6 +105,13 @@ impl Link {
                         break;
                     }
                     Err(ReadError::Deframe(e)) => {
+                        if let srpc_proto::DeframeError::BadHeader {
+                            error: srpc_proto::DecodeError::TooLarge { declared, max },
+                            ..
+                        } = &e
+                        {
+                            *lock(&reader.too_large) = Some((*declared, *max));
+                        }
                         tracing::error!("link peer: {e}");
                         break;
                     }
@@ -131,6 +142,12 @@ impl Link {
     /// True once the peer has gone away.
     pub fn is_down(&self) -> bool {
         self.shared.down.load(Ordering::SeqCst)
+    }
+
+    /// `(declared, max)` if the link ended because the peer sent a frame
+    /// over its limit.
+    pub fn too_large(&self) -> Option<(u64, u64)> {
+        *lock(&self.shared.too_large)
     }
 
     /// When the link last carried a request.

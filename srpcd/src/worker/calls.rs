@@ -80,6 +80,19 @@ impl Calls {
                 ErrorCode::CallFailed,
                 format!("the handler answered with {:?}", other.kind()),
             ),
+            // The handler's reply was over the link's limit: the link cut
+            // it off; say so, not that the handler crashed.
+            Ok(Err(_)) if conn.link.too_large().is_some() => {
+                let (declared, max) = conn.link.too_large().unwrap_or_default();
+                self.drop_conn(key, &conn);
+                Message::error(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "the handler's reply declares {declared} body bytes, over the \
+                         handler link's limit of {max} bytes per message"
+                    ),
+                )
+            }
             Ok(Err(_)) => Message::error(
                 ErrorCode::CallFailed,
                 "the handler closed the connection before answering (it crashed, exited, or \
