@@ -74,12 +74,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Exit status (srpcd(8)): 0 stopped by SIGTERM/SIGINT, 1 a failure (the
+    // front died, an operation failed), 2 a check refused the configuration
+    // before anything was served — so a unit can keep Restart=on-failure from
+    // retrying a configuration that cannot work (RestartPreventExitStatus=2).
     match runtime.block_on(srpcd::monitor::run(config_path, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("srpcd: {e}");
-            ExitCode::FAILURE
+            match e {
+                srpcd::monitor::StartError::Check(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! It runs as an unprivileged system user and asks the monitor for everything
 //! that needs privilege.
 
+mod accept;
 mod budget;
 mod conn;
 mod monitor_client;
@@ -195,6 +196,9 @@ pub async fn run(
     });
     let open = Arc::new(());
     tokio::pin!(shutdown);
+    let mut backoff = accept::Backoff::default();
+    let mut accept_failed = accept::Repeated::new();
+    let mut refused = accept::Repeated::new();
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
@@ -202,10 +206,20 @@ pub async fn run(
                 tracing::error!("the monitor closed its channel; stopping");
                 break;
             }
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+            accepted = accept_after(&listener, backoff.pause()) => match accepted {
+                Ok(a) => {
+                    backoff.accepted();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!("accept: {e}");
+                    backoff.failed(&e);
+                    if let Some(suppressed) = accept_failed.admit(std::time::Instant::now()) {
+                        tracing::warn!(
+                            suppressed,
+                            pause_ms = backoff.pause().as_millis(),
+                            "accept: {e}"
+                        );
+                    }
                     continue;
                 }
             },
@@ -217,7 +231,10 @@ pub async fn run(
         }
         // Arc strong count minus ours: connections open now.
         let Some(guard) = front.admit(peer.ip(), Arc::strong_count(&open) - 1) else {
-            tracing::warn!(%peer, "connection refused: connection limit reached");
+            // A flood past the limit would otherwise write a line per attempt.
+            if let Some(suppressed) = refused.admit(std::time::Instant::now()) {
+                tracing::warn!(%peer, suppressed, "connection refused: connection limit reached");
+            }
             continue;
         };
         let acceptor = front
@@ -246,6 +263,19 @@ pub async fn run(
 
 /// How long a request waits for a worker link the monitor is handing over.
 const LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accepts after `pause` (the backoff while out of descriptors). Dropped by the
+/// loop's `select!` when it stops: both the sleep and the accept are
+/// cancel-safe.
+async fn accept_after(
+    listener: &TcpListener,
+    pause: std::time::Duration,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    listener.accept().await
+}
 
 /// How long open connections have to finish their requests at shutdown.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);

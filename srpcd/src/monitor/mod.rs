@@ -8,6 +8,7 @@ mod auth;
 mod cgroup;
 mod child_log;
 mod clone;
+mod fd_limit;
 mod fsat;
 mod handlers;
 mod launch;
@@ -73,9 +74,12 @@ struct Monitor {
     clones: HashMap<String, attach::CloneSlot>,
     lockout: Arc<Mutex<Lockout>>,
     pam: pam::Settings,
+    /// The front's `RLIMIT_NOFILE`, fixed at start (a reload checks against it).
+    front_nofile: srpc_os::Rlimit,
 }
 
-/// Runs srpcd until SIGTERM/SIGINT or until the front dies.
+/// Runs srpcd until SIGTERM/SIGINT (`Ok`) or until the front dies
+/// (`StartError::FrontDied`).
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError> {
     startup::check_selinux(&config)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
@@ -83,11 +87,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let pin = startup::pin(&tls.cert)?;
     let (front_bin, worker_bin, launcher) = startup::libexec(&config)?;
     launch::init(launcher);
-    let front_account = Account::lookup(&config.workers.front_user)
-        .map_err(|e| StartError::Check(format!("front user: {e}")))?;
-    if front_account.uid == 0 {
-        return Err(StartError::Check("the front user must not be root".into()));
-    }
+    let front_account = front_account(&config)?;
+    let front_nofile = fd_limit::raise(config.limits.connections)?;
 
     // Before the first child: every one starts contained (audit L1).
     cgroup::init(config.workers.cgroups);
@@ -104,11 +105,16 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     // inherits: nothing on the filesystem to connect to, swap or chown, and
     // whoever speaks on it is the front by construction.
     let (ours, theirs) = UnixSeqpacket::pair().map_err(StartError::io("monitor channel"))?;
-    let mut front = spawn_front(&front_bin, OwnedFd::from(theirs), &front_account)?;
+    let mut front = spawn_front(
+        &front_bin,
+        OwnedFd::from(theirs),
+        &front_account,
+        front_nofile,
+    )?;
     let chan = Arc::new(Channel::new(ours));
     chan.send(&ToFront::Listener, &[], Some(tcp.as_fd()))
         .await
-        .map_err(|e| StartError::Check(format!("handing the front its listener: {e}")))?;
+        .map_err(|e| StartError::FrontDied(format!("handing the front its listener: {e}")))?;
     drop(tcp);
     send_configure(&chan, &config, &tls).await?;
     drop(tls);
@@ -141,6 +147,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         chan: Arc::clone(&chan),
         auths: HashMap::new(),
         workers: Workers::default(),
+        front_nofile,
     };
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::io("signals"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::io("signals"))?;
@@ -148,13 +155,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let mut sigchld = signal(SignalKind::child()).map_err(StartError::io("signals"))?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let _ = sd_notify_ready();
-    loop {
+    // Why srpcd stops, when it is a failure (not SIGTERM/SIGINT).
+    let failure = loop {
         tokio::select! {
             received = chan.recv::<ToMonitor>() => match received {
                 Ok(Some(env)) => m.request(env.msg, &env.payload).await,
                 Ok(None) => {
                     tracing::error!("the front closed its channel");
-                    break;
+                    break Some("the front closed its channel");
                 }
                 Err(e) => tracing::error!("{e}"),
             },
@@ -162,20 +170,24 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
             _ = sigchld.recv() => {
                 if !matches!(front.try_wait(), Ok(None)) {
                     tracing::error!("the front exited");
-                    break;
+                    break Some("the front exited");
                 }
                 m.reap_exited();
             }
             _ = tick.tick() => m.reap_idle(),
             _ = sighup.recv() => m.reload().await,
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break None,
+            _ = sigint.recv() => break None,
         }
-    }
+    };
     m.shutdown(&mut front).await;
     // Whatever the children left behind, the front user's included.
     cgroup::stop(&front_account).await;
-    Ok(())
+    // A dead front is a failure, so that Restart=on-failure restarts srpcd.
+    match failure {
+        Some(why) => Err(StartError::FrontDied(why.to_owned())),
+        None => Ok(()),
+    }
 }
 
 fn sd_notify_ready() -> std::io::Result<()> {
@@ -188,8 +200,15 @@ fn sd_notify_ready() -> std::io::Result<()> {
     Ok(())
 }
 
-fn spawn_front(program: &Path, channel: OwnedFd, account: &Account) -> Result<Child, StartError> {
+fn spawn_front(
+    program: &Path,
+    channel: OwnedFd,
+    account: &Account,
+    nofile: srpc_os::Rlimit,
+) -> Result<Child, StartError> {
     let mut cmd = ListenFdCommand::new(program, channel, FRONT_CHANNEL_NAME);
+    // What its connections need (fd_limit), set by the launcher as root.
+    cmd.rlimit(nofile);
     cgroup::place(&mut cmd, cgroup::Place::Front)
         .map_err(StartError::io("the front's cgroup".to_owned()))?;
     cmd.env("PATH", "/usr/bin:/bin").credentials(Credentials {
@@ -239,7 +258,7 @@ async fn send_configure(
     payload.extend_from_slice(&tls.key);
     chan.send(&ToFront::Configure { settings, cert_len }, &payload, None)
         .await
-        .map_err(|e| StartError::Check(e.to_string()))
+        .map_err(|e| StartError::FrontDied(format!("sending the front its settings: {e}")))
 }
 
 impl Monitor {
@@ -480,6 +499,9 @@ impl Monitor {
                 return tracing::error!("reload refused, keeping the running configuration: {e}")
             }
         };
+        if let Err(e) = fd_limit::check_reload(config.limits.connections, &self.front_nofile) {
+            return tracing::error!("reload refused, keeping the running configuration: {e}");
+        }
         if config.listen != self.config.listen || config.tree != self.config.tree {
             tracing::warn!("listen address and tree changes take effect at restart");
         }
@@ -569,10 +591,17 @@ pub fn check(config: &Config) -> Result<String, StartError> {
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(config)?;
     startup::libexec(config)?;
-    let front = Account::lookup(&config.workers.front_user)
+    front_account(config)?;
+    fd_limit::check(config.limits.connections)?;
+    startup::pin(&tls.cert)
+}
+
+/// The front's account: any but root.
+fn front_account(config: &Config) -> Result<Account, StartError> {
+    let account = Account::lookup(&config.workers.front_user)
         .map_err(|e| StartError::Check(format!("front user: {e}")))?;
-    if front.uid == 0 {
+    if account.uid == 0 {
         return Err(StartError::Check("the front user must not be root".into()));
     }
-    startup::pin(&tls.cert)
+    Ok(account)
 }

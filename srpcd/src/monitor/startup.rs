@@ -22,6 +22,9 @@ pub enum StartError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// srpcd started, then stopped on a failure: the front died.
+    #[error("stopping on a failure: {0}")]
+    FrontDied(String),
 }
 
 impl StartError {

@@ -42,7 +42,11 @@ impl Refusal {
             // XDEV: RESOLVE_BENEATH refused a path (a symlink) that leaves the tree.
             Errno::ACCESS | Errno::PERM | Errno::XDEV => ErrorCode::PermissionDenied,
             Errno::NOTDIR => ErrorCode::NotDirectory,
-            Errno::NAMETOOLONG | Errno::LOOP => ErrorCode::LimitExceeded,
+            // MFILE/NFILE: past the budget's reserve; the budget is meant to
+            // refuse first (`FdBudget`), this says the same if it did not.
+            Errno::NAMETOOLONG | Errno::LOOP | Errno::MFILE | Errno::NFILE => {
+                ErrorCode::LimitExceeded
+            }
             _ => ErrorCode::Internal,
         };
         let detail = if e == Errno::XDEV {
@@ -80,6 +84,24 @@ pub struct Tree {
     root_dir: PathBuf,
     user: String,
     fids: HashMap<u32, Node>,
+    /// Attach roots held (each an fd; shared by the fids walked from it).
+    roots: usize,
+    /// At most this many fds held by fids (fid fds plus roots).
+    fd_budget: usize,
+}
+
+/// Descriptors kept out of the fid budget: stdio, the front's link, the
+/// runtime's own, and room for handler connections and listings.
+pub const FD_RESERVE_MIN: u64 = 32;
+
+/// The fids' share of a soft `RLIMIT_NOFILE` of `soft`: everything but a
+/// reserve of 32 plus a quarter of the limit (handler connections grow with
+/// the calls in flight). Without a limit (unlimited), `usize::MAX`.
+pub fn fd_budget(soft: Option<u64>) -> usize {
+    soft.map_or(usize::MAX, |soft| {
+        let reserve = FD_RESERVE_MIN + soft / 4;
+        usize::try_from(soft.saturating_sub(reserve)).unwrap_or(usize::MAX)
+    })
 }
 
 fn open_beneath(root: &impl AsFd, rel: &Path) -> Result<OwnedFd, Errno> {
@@ -129,13 +151,40 @@ fn stat_of(fd: &OwnedFd, name: String) -> Result<Stat, Errno> {
 }
 
 impl Tree {
-    /// A tree rooted at `tree_root`, for the worker of `user`.
+    /// A tree rooted at `tree_root`, for the worker of `user`, whose fids may
+    /// hold `fd_budget(this process's soft RLIMIT_NOFILE)` descriptors.
     pub fn new(tree_root: PathBuf, user: String) -> Tree {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        Tree::with_fd_budget(tree_root, user, fd_budget(soft))
+    }
+
+    /// The same with a budget of `fd_budget` descriptors for fids.
+    pub fn with_fd_budget(tree_root: PathBuf, user: String, fd_budget: usize) -> Tree {
         Tree {
             root_dir: tree_root,
             user,
             fids: HashMap::new(),
+            roots: 0,
+            fd_budget,
         }
+    }
+
+    /// Refuses, before the kernel would say `EMFILE` to this and every other
+    /// session of the user, a bind that needs `more` descriptors than are left.
+    fn charge(&self, more: usize) -> Result<(), Refusal> {
+        let held = self.fids.len() + self.roots;
+        if held + more > self.fd_budget {
+            return Err(Refusal::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the user's worker holds {held} file descriptors for fids, its budget of {} \
+                     (its soft RLIMIT_NOFILE less a reserve): clunk fids, or raise the user's \
+                     nofile limit (limits.conf)",
+                    self.fd_budget
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Fids bound now.
@@ -176,6 +225,8 @@ impl Tree {
             ));
         }
         self.unbound(fid)?;
+        // The attach root and the fid's own descriptor.
+        self.charge(2)?;
         srpc_proto::validate_path(aname, u32::MAX)
             .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("aname: {e}")))?;
         let tree = rustix::fs::open(
@@ -205,6 +256,7 @@ impl Tree {
                 fd,
             },
         );
+        self.roots += 1;
         Ok(qid)
     }
 
@@ -215,6 +267,7 @@ impl Tree {
         let from = self.node(fid)?;
         if newfid != fid {
             self.unbound(newfid)?;
+            self.charge(1)?;
         }
         let root = Arc::clone(&from.root);
         let mut rel = from.rel.clone();
@@ -304,10 +357,15 @@ impl Tree {
 
     /// Frees `fid`.
     pub fn clunk(&mut self, fid: u32) -> Result<(), Refusal> {
-        self.fids
+        let node = self
+            .fids
             .remove(&fid)
-            .map(drop)
-            .ok_or_else(|| Refusal::new(ErrorCode::BadFid, format!("fid {fid} is not bound")))
+            .ok_or_else(|| Refusal::new(ErrorCode::BadFid, format!("fid {fid} is not bound")))?;
+        // The last fid of an attach closes its root.
+        if Arc::strong_count(&node.root) == 1 {
+            self.roots = self.roots.saturating_sub(1);
+        }
+        Ok(())
     }
 }
 
@@ -382,6 +440,40 @@ mod tests {
         let names: Vec<String> = t.list(1).unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["b"]);
         assert_eq!(t.list(2).unwrap_err().code, ErrorCode::NotDirectory);
+    }
+
+    #[test]
+    fn fids_are_refused_past_the_fd_budget_before_the_kernel_runs_out() {
+        assert_eq!(fd_budget(Some(64)), 16);
+        assert_eq!(fd_budget(Some(1024)), 736);
+        assert_eq!(fd_budget(None), usize::MAX);
+        let dir = tmp_tree();
+        // An attach holds two fds (root and fid), a walked fid one more.
+        let mut t = Tree::with_fd_budget(dir.clone(), "u".into(), 4);
+        t.attach(1, "u", "/a").unwrap();
+        t.walk(1, 2, &names(&["b"])).unwrap();
+        t.walk(1, 3, &names(&["b", "echo"])).unwrap();
+        let e = t.walk(1, 4, &names(&["b"])).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(e.message.contains("budget of 4"), "{}", e.message);
+        assert_eq!(
+            t.attach(5, "u", "/").unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        // Walking a fid onto itself needs nothing more.
+        t.walk(2, 2, &names(&["echo"])).unwrap();
+        // Clunking the attach fid keeps its root (fids 2, 3 still use it).
+        t.clunk(1).unwrap();
+        t.walk(2, 4, &[]).unwrap();
+        assert_eq!(
+            t.walk(2, 5, &[]).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        // The last fid of the attach frees its root: room for a new attach.
+        for fid in [2, 3, 4] {
+            t.clunk(fid).unwrap();
+        }
+        t.attach(6, "u", "/").unwrap();
     }
 
     #[test]
