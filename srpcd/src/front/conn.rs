@@ -1044,3 +1044,31 @@ impl Drop for Reservation<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_append_breaks_the_round_and_the_first_cannot_finish() {
+        let round = Mutex::new(Round::Idle);
+        let first = RoundGuard::begin(&round).unwrap();
+        assert_eq!(RoundGuard::begin(&round).err(), Some(Clash::InFlight));
+        assert!(!first.finish(), "the pending append must not succeed");
+        drop(first);
+        // Broken for good: later appends find the conversation over.
+        assert_eq!(RoundGuard::begin(&round).err(), Some(Clash::Over));
+    }
+
+    #[test]
+    fn rounds_one_after_another_are_fine() {
+        let round = Mutex::new(Round::Idle);
+        for _ in 0..3 {
+            let r = RoundGuard::begin(&round).unwrap();
+            assert!(r.finish());
+        }
+        // A round abandoned half way (a flushed append) frees the fid too.
+        drop(RoundGuard::begin(&round).unwrap());
+        assert!(RoundGuard::begin(&round).is_ok());
+    }
+}
