@@ -32,6 +32,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// being read (see `budget.rs`).
 const OUTBOX: usize = 64;
 
+/// Largest answers object (a conversation append's data) the front takes, in
+/// bytes (protocol section 10.3). Answers travel to the monitor in one
+/// message of at most [`crate::ipc::MAX_MESSAGE`]; refusing bigger ones here
+/// gives the client a true answer instead of a failed send.
+pub const MAX_ANSWERS: usize = 16 * 1024;
+// Room for the message's header besides the answers.
+const _: () = assert!(MAX_ANSWERS + 1024 <= crate::ipc::MAX_MESSAGE);
+
 /// A frame for the writer, with the budget charge it releases once written.
 type Outgoing = (Vec<u8>, Option<Charge>);
 
@@ -52,6 +60,72 @@ struct AuthFid {
     /// Counted in its connection's conversations while PAM runs for it.
     conversing: AtomicBool,
     conversations: Arc<AtomicU32>,
+    /// Whether an append is in flight on it (section 10.3: one at a time).
+    round: Mutex<Round>,
+}
+
+/// Where the appends on an auth fid are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// No append in flight.
+    Idle,
+    /// One append in flight.
+    Busy,
+    /// A second append came while one was in flight: the conversation is
+    /// over, and the pending append must not succeed.
+    Broken,
+}
+
+/// Why an append cannot begin a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clash {
+    /// Another append is in flight: this one ends the conversation.
+    InFlight,
+    /// An earlier clash ended the conversation.
+    Over,
+}
+
+/// The round of the append holding it; back to idle when dropped (also when
+/// the append is flushed), unless a clash broke it.
+struct RoundGuard<'a>(&'a Mutex<Round>);
+
+impl<'a> RoundGuard<'a> {
+    fn begin(round: &'a Mutex<Round>) -> Result<RoundGuard<'a>, Clash> {
+        let mut r = lock(round);
+        match *r {
+            Round::Idle => {
+                *r = Round::Busy;
+                Ok(RoundGuard(round))
+            }
+            Round::Busy => {
+                *r = Round::Broken;
+                Err(Clash::InFlight)
+            }
+            Round::Broken => Err(Clash::Over),
+        }
+    }
+
+    /// Ends the round; false when a clash broke it meanwhile. Deciding and
+    /// ending in one step means a clash is seen either here or, after this,
+    /// not at all (the next append then simply follows this one).
+    fn finish(&self) -> bool {
+        let mut r = lock(self.0);
+        if *r == Round::Busy {
+            *r = Round::Idle;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for RoundGuard<'_> {
+    fn drop(&mut self) {
+        let mut r = lock(self.0);
+        if *r == Round::Busy {
+            *r = Round::Idle;
+        }
+    }
 }
 
 impl AuthFid {
@@ -157,11 +231,24 @@ pub async fn serve_connection(
         negotiate(&mut rd, &mut frames, &out, server_limits),
     )
     .await
-    .unwrap_or(None);
-    let Some(limits) = negotiated else {
-        drop(out);
-        let _ = writer.await;
-        return;
+    .unwrap_or(Negotiated::Gone);
+    let limits = match negotiated {
+        Negotiated::Agreed(limits) => limits,
+        Negotiated::Refused => {
+            // The refusal is written (and the TLS stream closed) first; then
+            // whatever else the client sent is read and dropped until it
+            // closes, so that closing on unread input — a TCP reset — does
+            // not destroy the refusal before the client reads it.
+            drop(out);
+            let _ = writer.await;
+            linger(&mut rd).await;
+            return;
+        }
+        Negotiated::Gone => {
+            drop(out);
+            let _ = writer.await;
+            return;
+        }
     };
     let budget = Budget::new(
         offered.connection_buffer_bytes as usize,
@@ -208,12 +295,44 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// How the version exchange ended.
+enum Negotiated {
+    /// These limits are in force.
+    Agreed(Limits),
+    /// The server answered with an `Rerror` and closes the connection.
+    Refused,
+    /// The client left (or said nothing in time); nothing to answer.
+    Gone,
+}
+
+/// After a refusal: how long, and how many bytes, the front reads and drops
+/// while it waits for the client to close.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Reads and drops input until the client closes, within [`LINGER`] and
+/// [`LINGER_BYTES`].
+async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
+    use tokio::io::AsyncReadExt;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
 async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     frames: &mut FrameReader,
     out: &mpsc::Sender<Outgoing>,
     server: Limits,
-) -> Option<Limits> {
+) -> Negotiated {
     // Until version is agreed, no frame may exceed the protocol's floor.
     let before = Limits {
         max_message: Limits::FLOOR.max_message,
@@ -221,11 +340,11 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
     };
     let frame = match read_frame(rd, frames, &before).await {
         Ok(Some(frame)) => frame,
-        Ok(None) => return None,
+        Ok(None) => return Negotiated::Gone,
         Err((seq, e)) => {
             let error = Message::error(e.code(), e.to_string());
             let _ = out.send((encode(&Frame::new(seq, error)), None)).await;
-            return None;
+            return Negotiated::Refused;
         }
     };
     let (seq, reply, agreed) = match frame.decode(&before) {
@@ -260,10 +379,14 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         ),
         Err(e) => (frame.seq(), Message::error(e.code(), e.to_string()), None),
     };
-    out.send((encode(&Frame::new(seq, reply)), None))
+    if out
+        .send((encode(&Frame::new(seq, reply)), None))
         .await
-        .ok()?;
-    agreed
+        .is_err()
+    {
+        return Negotiated::Gone;
+    }
+    agreed.map_or(Negotiated::Refused, Negotiated::Agreed)
 }
 
 /// A connection that holds no session gives its slot back after the
@@ -553,6 +676,7 @@ impl Conn {
             front: Arc::clone(&self.front),
             conversing: AtomicBool::new(false),
             conversations: Arc::clone(&self.conversations),
+            round: Mutex::new(Round::Idle),
         })));
         Message::Rauth {
             aqid: Qid {
@@ -582,21 +706,32 @@ impl Conn {
 
     /// One round of the PAM conversation on an auth fid.
     async fn converse(&self, auth: &Arc<AuthFid>, data: Bytes) -> Message {
-        let Ok(mut state) = auth.state.try_lock() else {
-            return Message::error(
-                ErrorCode::Protocol,
-                "an append on this auth fid is already in flight",
-            );
+        let round = match RoundGuard::begin(&auth.round) {
+            Ok(round) => round,
+            Err(clash) => {
+                wipe(data);
+                return self.clash(auth, clash).await;
+            }
         };
+        if data.len() > MAX_ANSWERS {
+            // Refused before anything reads it; the conversation goes on.
+            let m = format!(
+                "the answers are {} bytes, over the server's limit of {MAX_ANSWERS} bytes \
+                 for one append on an auth fid",
+                data.len()
+            );
+            wipe(data);
+            return Message::error(ErrorCode::LimitExceeded, m);
+        }
         let answers = AuthAnswers::decode(&data);
         // The answers are secrets: wipe the frame's copy once decoded.
-        if let Ok(mut raw) = data.try_into_mut() {
-            raw.zeroize();
-        }
+        wipe(data);
         let answers = match answers {
             Ok(a) => a,
             Err(e) => return Message::error(ErrorCode::Malformed, format!("auth answers: {e}")),
         };
+        // Any append after a clash waits its turn here, then finds the state.
+        let mut state = auth.state.lock().await;
         // Until the monitor answers, an abandoned round abandons the whole
         // authentication: PAM cannot be rewound.
         let previous = *state;
@@ -633,10 +768,13 @@ impl Conn {
                     zeroize::Zeroizing::new(Vec::new()),
                 )
             }
+            // No prompt was asked, so any answer is one too many: the wrong
+            // number of answers (section 10.3), which ends the conversation.
             AuthState::Fresh => {
                 return Message::error(
-                    ErrorCode::Malformed,
-                    "the first append on an auth fid carries no answers",
+                    ErrorCode::Protocol,
+                    "answers before any prompt (the first append on an auth fid carries \
+                     none); the conversation is over",
                 )
             }
             AuthState::Running => (ToMonitor::AuthAnswer { auth: auth.id }, answers.encode()),
@@ -655,31 +793,59 @@ impl Conn {
             }
         };
         drop(answers);
-        let Ok(reply) = self.front.monitor.request(auth.id, &msg, &payload).await else {
+        if payload.len() > MAX_ANSWERS {
+            // Not reached: canonical answers are never longer than the
+            // client's; checked so that the send below cannot fail on size.
+            return Message::error(
+                ErrorCode::LimitExceeded,
+                format!("the answers are over the server's limit of {MAX_ANSWERS} bytes"),
+            );
+        }
+        let reply = self.front.monitor.request(auth.id, &msg, &payload).await;
+        if !round.finish() {
+            return self.broken(auth).await;
+        }
+        let Ok(reply) = reply else {
             return Message::error(ErrorCode::Unavailable, "srpcd is shutting down");
         };
-        match reply.msg {
-            ToFront::AuthStep { .. } => match AuthStep::decode(&reply.payload) {
-                Ok(step) => {
-                    *state = if step == AuthStep::Authenticated {
-                        auth.end_conversation();
-                        AuthState::Authenticated
-                    } else {
-                        AuthState::Running
-                    };
-                    Message::Rappend {
-                        data: Bytes::copy_from_slice(&reply.payload),
-                    }
-                }
-                Err(e) => Message::error(ErrorCode::Internal, format!("monitor step: {e}")),
-            },
-            ToFront::Failed { code, message, .. } => {
-                auth.end_conversation();
-                Message::error(ErrorCode::from_number(code), message)
+        step_of(auth, &mut state, &reply)
+    }
+
+    /// The answer to an append whose round a second append broke: whatever
+    /// PAM said, the conversation is over (section 10.3). Told to the
+    /// monitor again in case it saw this round only after the clash's abort.
+    async fn broken(&self, auth: &AuthFid) -> Message {
+        auth.end_conversation();
+        self.front
+            .monitor
+            .notify(&ToMonitor::AuthAbort { auth: auth.id })
+            .await;
+        Message::error(
+            ErrorCode::Protocol,
+            "another append on this auth fid came while this one was in flight; \
+             the conversation is over",
+        )
+    }
+
+    /// An append that found another in flight ends the conversation
+    /// (section 10.3); the one in flight is woken and fails too.
+    async fn clash(&self, auth: &AuthFid, clash: Clash) -> Message {
+        match clash {
+            Clash::InFlight => {
+                self.front
+                    .monitor
+                    .notify(&ToMonitor::AuthAbort { auth: auth.id })
+                    .await;
+                Message::error(
+                    ErrorCode::Protocol,
+                    "an append on this auth fid was already in flight; the conversation \
+                     is over: clunk the auth fid and start again",
+                )
             }
-            ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {
-                Message::error(ErrorCode::Internal, "the monitor answered out of turn")
-            }
+            Clash::Over => Message::error(
+                ErrorCode::BadFid,
+                "this conversation is over; clunk the auth fid and start again",
+            ),
         }
     }
 
@@ -814,6 +980,45 @@ impl Conn {
     }
 }
 
+/// The client's answer to the monitor's reply to one round, and where the
+/// conversation is after it.
+fn step_of(
+    auth: &AuthFid,
+    state: &mut AuthState,
+    reply: &crate::ipc::Envelope<ToFront>,
+) -> Message {
+    match &reply.msg {
+        ToFront::AuthStep { .. } => match AuthStep::decode(&reply.payload) {
+            Ok(step) => {
+                *state = if step == AuthStep::Authenticated {
+                    auth.end_conversation();
+                    AuthState::Authenticated
+                } else {
+                    AuthState::Running
+                };
+                Message::Rappend {
+                    data: Bytes::copy_from_slice(&reply.payload),
+                }
+            }
+            Err(e) => Message::error(ErrorCode::Internal, format!("monitor step: {e}")),
+        },
+        ToFront::Failed { code, message, .. } => {
+            auth.end_conversation();
+            Message::error(ErrorCode::from_number(*code), message.clone())
+        }
+        ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {
+            Message::error(ErrorCode::Internal, "the monitor answered out of turn")
+        }
+    }
+}
+
+/// Wipes a frame's copy of answers (secrets) when no one else holds it.
+fn wipe(data: Bytes) {
+    if let Ok(mut raw) = data.try_into_mut() {
+        raw.zeroize();
+    }
+}
+
 /// A fid reserved by an in-flight request: bound on success, released when
 /// the request fails or is flushed.
 struct Reservation<'a> {
@@ -837,5 +1042,33 @@ impl Drop for Reservation<'_> {
                 fids.remove(&self.fid);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_append_breaks_the_round_and_the_first_cannot_finish() {
+        let round = Mutex::new(Round::Idle);
+        let first = RoundGuard::begin(&round).unwrap();
+        assert_eq!(RoundGuard::begin(&round).err(), Some(Clash::InFlight));
+        assert!(!first.finish(), "the pending append must not succeed");
+        drop(first);
+        // Broken for good: later appends find the conversation over.
+        assert_eq!(RoundGuard::begin(&round).err(), Some(Clash::Over));
+    }
+
+    #[test]
+    fn rounds_one_after_another_are_fine() {
+        let round = Mutex::new(Round::Idle);
+        for _ in 0..3 {
+            let r = RoundGuard::begin(&round).unwrap();
+            assert!(r.finish());
+        }
+        // A round abandoned half way (a flushed append) frees the fid too.
+        drop(RoundGuard::begin(&round).unwrap());
+        assert!(RoundGuard::begin(&round).is_ok());
     }
 }

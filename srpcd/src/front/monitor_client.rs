@@ -126,10 +126,14 @@ impl MonitorClient {
             .remove(&auth)
     }
 
-    /// Sends a notice that has no reply (abort, session end).
+    /// Sends a notice that has no reply (abort, session end). An abort also
+    /// fails the request still waiting for that authentication, if any (an
+    /// append that a second one ended, protocol section 10.3): the monitor
+    /// will not answer an aborted authentication.
     pub async fn notify(&self, msg: &ToMonitor) {
         if let ToMonitor::AuthAbort { auth } = msg {
             self.take_unclaimed(*auth);
+            self.lock().remove(auth);
         }
         if let Err(e) = self.chan.send(msg, &[], None).await {
             tracing::error!("{e}");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use srpc_proto::ErrorCode;
 use tokio::sync::mpsc;
 
-use super::clone::{Cloner, RunAs, UserClone};
+use super::clone::{CloneError, Cloner, RunAs, UserClone};
 use super::workers::{Spawner, Worker};
 use super::{Auth, Monitor};
 use crate::ipc::ToFront;
@@ -56,7 +56,47 @@ pub struct Synced {
     /// A new session (not a re-attach after a worker crash).
     pub new_session: bool,
     /// The clone sync's result.
-    pub result: Result<(), String>,
+    pub result: Result<(), AttachError>,
+}
+
+/// Why an attach failed.
+pub enum AttachError {
+    /// The clone at the attach path could not be made.
+    Clone(CloneError),
+    /// The user's worker could not be started.
+    NoWorker(String),
+}
+
+impl AttachError {
+    /// The client's answer: what the attach path is not (the client's
+    /// mistake, protocol section 10.4), or a server-side failure whose detail
+    /// goes to the log only.
+    fn answer(&self) -> (ErrorCode, String) {
+        match self {
+            AttachError::Clone(e @ CloneError::NoSuchNode(_)) => {
+                (ErrorCode::NoSuchNode, e.to_string())
+            }
+            AttachError::Clone(e @ CloneError::NotADirectory(_)) => {
+                (ErrorCode::NotDirectory, e.to_string())
+            }
+            AttachError::Clone(CloneError::Internal(_)) => (
+                ErrorCode::Internal,
+                "the user's tree could not be prepared (details in the server's log)".into(),
+            ),
+            AttachError::NoWorker(_) => (
+                ErrorCode::Unavailable,
+                "the user's worker could not start".into(),
+            ),
+        }
+    }
+
+    /// Whether the server's log must say why.
+    fn detail(&self) -> Option<&str> {
+        match self {
+            AttachError::Clone(CloneError::Internal(m)) | AttachError::NoWorker(m) => Some(m),
+            AttachError::Clone(_) => None,
+        }
+    }
 }
 
 /// An attach waiting for its user's worker to start.
@@ -228,10 +268,10 @@ impl Monitor {
                     user: user.clone(),
                     aname: q.aname,
                     new_session: q.new_session,
-                    result: Err(message.clone()),
+                    result: Err(AttachError::NoWorker(message.clone())),
                 };
                 let all: Vec<Synced> = std::iter::once(Synced {
-                    result: Err(message.clone()),
+                    result: Err(AttachError::NoWorker(message.clone())),
                     ..first
                 })
                 .chain(queued.into_iter().map(failed))
@@ -282,9 +322,21 @@ impl Monitor {
                 self.reply(msg, &[], link.as_ref()).await;
             }
             failed => {
-                if let Err(message) = failed {
-                    tracing::error!(user, aname, "attach failed: {message}");
-                }
+                let (code, message) = match &failed {
+                    Err(e) => {
+                        if let Some(detail) = e.detail() {
+                            tracing::error!(user, aname, "attach failed: {detail}");
+                        } else {
+                            tracing::info!(user, aname, "attach refused: {}", e.answer().1);
+                        }
+                        e.answer()
+                    }
+                    // The sync went well but the worker died meanwhile.
+                    Ok(()) => (
+                        ErrorCode::Unavailable,
+                        "the user's worker could not start".to_owned(),
+                    ),
+                };
                 if !new_session {
                     self.auths.insert(
                         auth,
@@ -294,12 +346,7 @@ impl Monitor {
                         },
                     );
                 }
-                self.fail(
-                    auth,
-                    ErrorCode::Unavailable,
-                    "the user's worker could not start",
-                )
-                .await;
+                self.fail(auth, code, message).await;
                 self.maybe_idle(&user);
             }
         }
@@ -371,12 +418,14 @@ async fn sync_clone(
     slot: CloneSlot,
     run_as: RunAs,
     aname: String,
-) -> Result<(), String> {
+) -> Result<(), AttachError> {
     let mut clone = slot.lock_owned().await;
     let cloner = Arc::clone(&ctx.cloner);
     tokio::task::spawn_blocking(move || cloner.sync(&mut clone, &run_as, &aname))
         .await
-        .map_err(|e| format!("clone sync: {e}"))?
+        .map_err(|e| CloneError::Internal(format!("clone sync: {e}")))
+        .and_then(|r| r)
+        .map_err(AttachError::Clone)
 }
 
 /// Opens the PAM session (or takes the kept one), starts the worker, syncs

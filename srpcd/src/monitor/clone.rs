@@ -77,6 +77,29 @@ struct Fingerprint {
     attrs: Canonical,
 }
 
+/// Why a clone could not be made. The first two are the client's: the
+/// attach path names no directory of the canonical tree (section 10.4 of the
+/// protocol); anything else is the server's fault, for its log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloneError {
+    /// An element of the attach path does not exist (symlinks, which are never
+    /// cloned, count as absent).
+    #[error("{0}: no such node")]
+    NoSuchNode(String),
+    /// An element of the attach path is not a directory.
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    /// A fault of the server's: its details stay in the log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<String> for CloneError {
+    fn from(message: String) -> CloneError {
+        CloneError::Internal(message)
+    }
+}
+
 /// One endpoint socket and the task serving it.
 struct Endpoint {
     kind: EndpointKind,
@@ -183,7 +206,7 @@ impl Cloner {
         clone: &mut Option<UserClone>,
         run_as: &RunAs,
         aname: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), CloneError> {
         let account = &run_as.account;
         // The name becomes a directory name: it must be one plain element
         // (PAM modules may rename the user).
@@ -217,20 +240,31 @@ impl Cloner {
                 continue;
             };
             rel.push(part);
-            let next = fsat::open_dir(canon.as_fd(), part)
-                .map_err(|e| format!("{}: {e}", self.tree_root.join(&rel).display()))?;
+            let next = fsat::open_dir(canon.as_fd(), part).map_err(|e| {
+                let at = format!("/{}", rel.display());
+                match rustix::io::Errno::from_io_error(&e) {
+                    Some(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => {
+                        CloneError::NoSuchNode(at)
+                    }
+                    Some(rustix::io::Errno::NOTDIR) => CloneError::NotADirectory(at),
+                    _ => CloneError::Internal(format!(
+                        "{}: {e}",
+                        self.tree_root.join(&rel).display()
+                    )),
+                }
+            })?;
             let next_target =
                 fsat::ensure_dir(target.as_fd(), part).map_err(here("attach path"))?;
             sync.dir_attrs(next.as_fd(), next_target.as_fd(), &rel)?;
             canon = next;
             target = next_target;
         }
-        sync.dir(
+        Ok(sync.dir(
             canon.as_fd(),
             target.as_fd(),
             &rel,
             rel.components().count(),
-        )
+        )?)
     }
 
     /// Removes the clone and stops its handlers. The directory is renamed into

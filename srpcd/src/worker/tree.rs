@@ -337,8 +337,14 @@ impl Tree {
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         )
         .map_err(|e| Refusal::from_errno(e, &what))?;
-        let entries =
-            rustix::fs::Dir::read_from(&dir).map_err(|e| Refusal::from_errno(e, &what))?;
+        // `Dir::read_from` would reopen "." through the fd, a lookup that
+        // needs search permission: a directory the user may read but not
+        // search must still list (its entries are then all left out, as
+        // section 12.2 says). A dup needs no permission.
+        let entries = dir
+            .try_clone()
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))
+            .and_then(|fd| rustix::fs::Dir::new(fd).map_err(|e| Refusal::from_errno(e, &what)))?;
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Refusal::from_errno(e, &what))?;
