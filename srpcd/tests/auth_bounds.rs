@@ -19,16 +19,17 @@ use pam_fixture::Fixture;
 use srpc::client::{Client, Conversation, ConversationError, PasswordConversation};
 use srpc_proto::{ErrorCode, Prompt};
 use support::{status_field, Daemon, Options};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Semaphore};
 use zeroize::Zeroizing;
 
 const PASSWORD: &str = "auth bounds pw";
 
-/// Answers nothing until `go` is notified, then with `answer`; reports each
+/// Answers nothing until `go` is released, then with `answer`; reports each
 /// prompt it was shown.
 struct Held {
     prompted: mpsc::UnboundedSender<()>,
-    go: Arc<Notify>,
+    /// No permits while held; a released login takes one and gives it back.
+    go: Arc<Semaphore>,
     answer: String,
 }
 
@@ -38,7 +39,7 @@ impl Conversation for Held {
         prompts: &[Prompt],
     ) -> Result<Vec<Zeroizing<String>>, ConversationError> {
         let _ = self.prompted.send(());
-        self.go.notified().await;
+        drop(self.go.acquire().await);
         Ok(prompts
             .iter()
             .map(|_| Zeroizing::new(self.answer.clone()))
@@ -76,7 +77,7 @@ fn hold(
     client: &Arc<Client>,
     user: &str,
     n: usize,
-    go: &Arc<Notify>,
+    go: &Arc<Semaphore>,
     answer: &str,
     prompted: &mpsc::UnboundedSender<()>,
 ) -> Vec<Attempt> {
@@ -160,7 +161,7 @@ async fn conversations_are_bounded_per_connection_per_source_and_in_all() {
     for (limits, connections, each, admitted, refused_by) in cases {
         let daemon = start(&mut fx, &format!("auth_attempts = 1000\n{limits}"), "");
         let before = threads(&daemon);
-        let go = Arc::new(Notify::new());
+        let go = Arc::new(Semaphore::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut attempts = Vec::new();
         let mut clients = Vec::new();
@@ -190,11 +191,9 @@ async fn conversations_are_bounded_per_connection_per_source_and_in_all() {
             now <= before + u32::try_from(admitted).unwrap() + 2,
             "monitor threads went from {before} to {now}"
         );
-        // Admitted ones still complete.
-        for _ in 0..3 {
-            go.notify_waiters();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Admitted ones still complete (a permit is never missed, whenever
+        // a held login gets to wait for it).
+        go.add_permits(1);
         let mut ok = 0;
         let mut errors = Vec::new();
         for a in attempts {
@@ -218,7 +217,7 @@ async fn an_unanswered_login_ends_at_the_answer_deadline() {
     );
     let before = threads(&daemon);
     let client = Arc::new(daemon.dial().await);
-    let go = Arc::new(Notify::new());
+    let go = Arc::new(Semaphore::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let attempt = hold(&client, &user, 1, &go, PASSWORD, &tx).pop().unwrap();
@@ -231,7 +230,7 @@ async fn an_unanswered_login_ends_at_the_answer_deadline() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(t0.elapsed() >= Duration::from_secs(2), "ended early");
-    go.notify_waiters();
+    go.add_permits(1);
     let err = attempt.await.unwrap().unwrap_err();
     assert!(
         matches!(err.code(), Some(ErrorCode::AuthFailed | ErrorCode::Timeout)),
@@ -250,7 +249,7 @@ async fn parallel_guesses_cannot_race_the_lockout() {
         "",
     );
     let client = Arc::new(daemon.dial().await);
-    let go = Arc::new(Notify::new());
+    let go = Arc::new(Semaphore::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel();
     // 39 wrong guesses at once, all held at their prompt …
     let mut attempts = hold(&client, &victim, 39, &go, "wrong", &tx);
@@ -258,11 +257,7 @@ async fn parallel_guesses_cannot_race_the_lockout() {
     // … then the right one, while they are still running.
     let mut right = hold(&client, &victim, 1, &go, PASSWORD, &tx);
     let (right_shown, right_refused) = settle(&mut right, &mut rx, Duration::from_secs(8)).await;
-    go.notify_waiters();
-    for _ in 0..10 {
-        go.notify_waiters();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    go.add_permits(1);
     for a in attempts.into_iter().chain(right) {
         assert!(a.await.unwrap().is_err(), "a guess got in");
     }

@@ -226,16 +226,25 @@ fn the_front_is_not_dumpable_has_no_core_and_stops_with_the_monitor() {
     }
     assert_eq!(pids.len(), 1, "one front: {pids:?}");
     let pid = pids[0];
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap();
-    assert_eq!(
-        core.split_whitespace().collect::<Vec<_>>()[4..6],
-        ["0", "0"],
-        "{core}"
-    );
+    // The front hardens itself first thing in main, a moment after its exec:
+    // give it that moment (an unhardened front never gets there).
+    let core_limit = || {
+        let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap()
+            .to_owned();
+        let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        (fields[4..6].to_vec(), line)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut core, mut line) = core_limit();
+    while core != ["0", "0"] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        (core, line) = core_limit();
+    }
+    assert_eq!(core, ["0", "0"], "{line}");
     // Another process of the front's uid may not read its memory or environment.
     let out = Command::new("setpriv")
         .args([
