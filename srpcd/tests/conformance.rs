@@ -9,6 +9,8 @@
 #[allow(dead_code)]
 #[path = "support/pam_fixture.rs"]
 mod pam_fixture;
+#[path = "support/raw_tls.rs"]
+mod raw_tls;
 #[path = "support/daemon.rs"]
 mod support;
 
@@ -37,53 +39,11 @@ fn daemon(fx: &mut Fixture, build_tree: impl FnOnce(&Path)) -> Daemon {
 
 /// A bare TLS client speaking frames itself.
 mod raw {
-    use std::sync::Arc;
-
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
     use srpc::frames::{FrameReader, ReadError};
     use srpc_proto::{encode, Frame, Limits, Message, PROTOCOL_VERSION};
     use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
     use tokio::net::TcpStream;
     use tokio_rustls::client::TlsStream;
-
-    /// Loopback test only: the daemon's certificate is not the point here.
-    #[derive(Debug)]
-    struct AnyCert(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
 
     pub struct Conn {
         rd: ReadHalf<TlsStream<TcpStream>>,
@@ -95,18 +55,7 @@ mod raw {
     impl Conn {
         /// TLS only: nothing sent yet.
         pub async fn tls(addr: &str) -> Conn {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                .with_no_client_auth();
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap();
+            let tls = super::raw_tls::connect(addr).await;
             let (rd, wr) = tokio::io::split(tls);
             Conn {
                 rd,

@@ -11,10 +11,8 @@ mod pam_fixture;
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_fixture::Fixture;
@@ -278,31 +276,6 @@ async fn a_connection_flood_past_the_limit_neither_spins_nor_floods_the_log() {
     session.root().stat().await.unwrap();
 }
 
-/// `/etc/security/limits.d/srpcd-test-fd-<pid>-<n>.conf`, removed on drop.
-struct DropIn(PathBuf);
-
-impl DropIn {
-    fn new(text: &str) -> DropIn {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = PathBuf::from("/etc/security/limits.d");
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "srpcd-test-fd-{}-{}.conf",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        DropIn(path)
-    }
-}
-
-impl Drop for DropIn {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
 async fn login(daemon: &Daemon, user: &str) -> Session {
     daemon
         .dial()
@@ -316,7 +289,8 @@ async fn login(daemon: &Daemon, user: &str) -> Session {
 async fn a_worker_refuses_fids_past_its_fd_budget_and_its_other_sessions_go_on() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
-    let _drop_in = DropIn::new(&format!("# srpcd test\n{alice} - nofile 64\n"));
+    let _drop_in =
+        support::LimitsDropIn::new("fd", &format!("# srpcd test\n{alice} - nofile 64\n"));
     let opts = options(&mut fx, "connections = 100");
     let daemon = support::start(&mut fx, &opts, |tree| {
         install_example("echo", &tree.join("echo"), 0o755);

@@ -11,9 +11,6 @@ mod pam_fixture;
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_fixture::Fixture;
@@ -21,32 +18,6 @@ use srpc::client::{Client, PasswordConversation, Session};
 use support::{install_example, pids_of, uid_of, worker_of, Options};
 
 const PASSWORD: &str = "user limits test pw";
-
-/// `/etc/security/limits.d/srpcd-test-<pid>-<n>.conf`, removed on drop (a
-/// failing assert included).
-struct DropIn(PathBuf);
-
-impl DropIn {
-    fn new(text: &str) -> DropIn {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = PathBuf::from("/etc/security/limits.d");
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "srpcd-test-{}-{}.conf",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        DropIn(path)
-    }
-}
-
-impl Drop for DropIn {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
 
 /// The soft and hard value of `/proc/<pid>/limits`'s line `name`.
 fn limit(pid: u32, name: &str) -> (String, String) {
@@ -88,9 +59,12 @@ async fn workers_and_handlers_get_the_users_limits_not_roots() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
     let bob = fx.user(PASSWORD);
-    let _drop_in = DropIn::new(&format!(
-        "# srpcd test\n{alice} soft nofile 777\n{alice} hard nofile 888\n{alice} - core 0\n"
-    ));
+    let _drop_in = support::LimitsDropIn::new(
+        "limits",
+        &format!(
+            "# srpcd test\n{alice} soft nofile 777\n{alice} hard nofile 888\n{alice} - core 0\n"
+        ),
+    );
     // The monitor may dump core (hard unlimited, soft 0 so this test
     // process does not): what a child would inherit without L2's fix.
     rustix::process::setrlimit(

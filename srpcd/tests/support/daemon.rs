@@ -306,3 +306,29 @@ pub fn scratch(tag: &str) -> Scratch {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     Scratch(dir)
 }
+
+/// `/etc/security/limits.d/srpcd-test-<tag>-<pid>-<n>.conf` holding `text`,
+/// removed on drop (a failing assert included).
+pub struct LimitsDropIn(PathBuf);
+
+impl LimitsDropIn {
+    pub fn new(tag: &str, text: &str) -> LimitsDropIn {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = PathBuf::from("/etc/security/limits.d");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "srpcd-test-{tag}-{}-{}.conf",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        LimitsDropIn(path)
+    }
+}
+
+impl Drop for LimitsDropIn {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
