@@ -307,40 +307,16 @@ impl Drop for TestCgroup {
 /// Starts srpcd on `p` from inside the cgroup `dir` (a shell moves itself
 /// there, then execs srpcd), and waits until it listens.
 fn launch_in(p: support::Prepared, dir: &Path) -> Daemon {
-    let mut p = p;
-    let dir_of_test = std::mem::take(&mut p.dir);
-    let log = dir_of_test.join("srpcd.log");
-    let child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .args([
             "-c",
             "echo $$ > \"$0/cgroup.procs\" && exec \"$1\" --config \"$2\"",
         ])
         .arg(dir)
         .arg(env!("CARGO_BIN_EXE_srpcd"))
-        .arg(&p.config)
-        .env("SRPC_LOG_STDERR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon {
-        child,
-        dir: dir_of_test,
-        addr: p.addr.clone(),
-        trust: srpc::client::Trust::Pin(p.pin),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&daemon.addr).is_err() {
-        assert!(
-            matches!(daemon.child.try_wait(), Ok(None)) && Instant::now() < deadline,
-            "srpcd did not listen: {}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
+        .arg(&p.config);
+    support::launch_command(p, command)
 }
 
 fn procs_of(dir: &Path) -> String {

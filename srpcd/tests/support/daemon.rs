@@ -156,12 +156,19 @@ pub fn prepare(fx: &mut Fixture, opts: &Options, build_tree: impl FnOnce(&Path))
 }
 
 /// Starts srpcd on a prepared directory and waits until it listens.
-pub fn launch(mut p: Prepared) -> Daemon {
+pub fn launch(p: Prepared) -> Daemon {
+    let mut srpcd = Command::new(env!("CARGO_BIN_EXE_srpcd"));
+    srpcd.arg("--config").arg(&p.config);
+    launch_command(p, srpcd)
+}
+
+/// Starts `command` — srpcd on `p.config`, or something that execs it (a
+/// `prlimit`, a shell that joins a cgroup first) — with srpcd's log in the
+/// scratch directory, and waits until it listens.
+pub fn launch_command(mut p: Prepared, mut command: Command) -> Daemon {
     let dir = std::mem::take(&mut p.dir);
     let log = dir.join("srpcd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_srpcd"))
-        .arg("--config")
-        .arg(&p.config)
+    let child = command
         .env("SRPC_LOG_STDERR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
