@@ -267,7 +267,12 @@ impl Cloner {
             run_as,
             types,
         };
-        let mut target = sync.make_dir(canon.as_fd(), dir.as_fd(), OsStr::new("tree"), Path::new(""))?;
+        let mut target = sync.make_dir(
+            canon.as_fd(),
+            dir.as_fd(),
+            OsStr::new("tree"),
+            Path::new(""),
+        )?;
         // The directories down to the attach point, as in the canonical tree.
         let mut rel = PathBuf::new();
         for part in Path::new(aname).components() {

@@ -60,11 +60,6 @@ impl UserLabels {
         })
     }
 
-    /// The level every node and socket of the clone carries.
-    pub fn level(&self) -> &str {
-        &self.level
-    }
-
     /// The user's session directory's label.
     pub fn session_dir(&self) -> String {
         object(SESSION_TYPE, &self.level)
@@ -115,22 +110,24 @@ mod tests {
         let l = UserLabels::new("s0:c3,c9", "system_u:system_r:srpcd_t:s0").unwrap();
         assert_eq!(l.session_dir(), "system_u:object_r:srpc_session_t:s0:c3,c9");
         assert_eq!(
-            l.node(&ByKind, Path::new("/srv/srpc/math"), 0o040_755).unwrap(),
+            l.node(&ByKind, Path::new("/srv/srpc/math"), 0o040_755)
+                .unwrap(),
             "system_u:object_r:srpc_tree_t:s0:c3,c9"
         );
         assert_eq!(
-            l.node(&ByKind, Path::new("/srv/srpc/ops/reboot"), 0o100_750).unwrap(),
+            l.node(&ByKind, Path::new("/srv/srpc/ops/reboot"), 0o100_750)
+                .unwrap(),
             "system_u:object_r:srpc_admin_endpoint_t:s0:c3,c9"
         );
         assert_eq!(l.listener(), "system_u:system_r:srpcd_t:s0:c3,c9");
-        assert!(l.node(&ByKind, Path::new("/srv/srpc/x"), 0o140_000).is_err());
+        assert!(l
+            .node(&ByKind, Path::new("/srv/srpc/x"), 0o140_000)
+            .is_err());
     }
 
     #[test]
     fn a_monitor_context_without_four_fields_is_refused() {
-        let e = UserLabels::new("s0:c1,c2", "srpcd_t")
-            .err()
-            .unwrap();
+        let e = UserLabels::new("s0:c1,c2", "srpcd_t").err().unwrap();
         assert!(e.contains("\"srpcd_t\" is not user:role:type:level"), "{e}");
     }
 }

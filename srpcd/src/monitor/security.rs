@@ -13,7 +13,7 @@
 //! A user keeps the level while srpcd has a worker entry for the user (all
 //! sessions, a crash restart included) and gives it back when that entry goes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use srpc_labels::{FileContexts, LabelMap, LevelAllocator, PolicyPaths, Seusers};
@@ -139,7 +139,7 @@ impl Security {
     }
 }
 
-fn open_types(path: &PathBuf) -> Result<Box<dyn NodeTypes>, String> {
+fn open_types(path: &Path) -> Result<Box<dyn NodeTypes>, String> {
     FileContexts::open(path)
         .map(|fc| Box::new(Rules(fc)) as Box<dyn NodeTypes>)
         .map_err(|e| e.to_string())
@@ -171,8 +171,9 @@ impl NodeTypes for Rules {
 /// which is refused here, naming the fix (the exec would fail on the domain's
 /// entrypoint anyway).
 pub fn handler_context(worker: &str, exe: &Path) -> std::io::Result<String> {
-    let file = srpc_os::selinux::file_context(exe)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("the label of {}: {e}", exe.display())))?;
+    let file = srpc_os::selinux::file_context(exe).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("the label of {}: {e}", exe.display()))
+    })?;
     let context = srpc_os::selinux::compute_create(worker, &file, "process")?;
     let kind = |c: &str| c.split(':').nth(2).map(str::to_owned);
     if kind(&context) == kind(worker) {
