@@ -43,6 +43,11 @@ impl FixturePolicy {
         p
     }
 
+    /// Adds `role R types T`.
+    pub fn add_role_type(&mut self, role: &str, ty: &str) {
+        self.roles.entry(role.into()).or_default().push(ty.into());
+    }
+
     /// Adds or replaces a user, as `semanage user -a/-m -R roles -r range`.
     pub fn user(&mut self, name: &str, roles: &[&str], range: &str) {
         self.users.insert(
