@@ -126,9 +126,9 @@ fn every_parse_error_names_file_and_line() {
 }
 
 #[test]
-fn surrounding_whitespace_is_ignored_as_libselinux_does() {
+fn surrounding_whitespace_and_crlf_are_ignored_as_libselinux_does() {
     let s = Seusers::parse(
-        "  alice:user_u:s0:c1  \n\t# indented comment\n",
+        "  alice:user_u:s0:c1  \r\n\t# indented comment\r\n",
         Path::new("x"),
     )
     .unwrap();
