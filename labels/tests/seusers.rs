@@ -54,6 +54,17 @@ fn lookup_order_is_exact_name_then_first_group_then_first_default() {
 }
 
 #[test]
+fn a_group_line_beats_an_earlier_default() {
+    let s = Seusers::parse(
+        "__default__:user_u:s0\n%wheel:staff_u:s0:c1\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(line_for(&s, "erin", &["wheel"]), Some(2));
+    assert_eq!(line_for(&s, "gina", &["users"]), Some(1));
+}
+
+#[test]
 fn no_line_and_no_default_is_none() {
     let s = Seusers::parse("alice:user_u:s0\n%wheel:staff_u:s0\n", Path::new("x")).unwrap();
     assert!(s.lookup("bob", &["users"]).is_none());
