@@ -25,8 +25,10 @@
 //!
 //! Where no level of one's own exists the answer is an error naming the `semanage` command
 //! that fixes it, unless the caller allows a shared level: then the user gets the range's
-//! low level, flagged as shared, with the names of the active users it conflicts with (for
-//! srpcd's loud log line).
+//! low level, flagged as shared, with the names of the active users whose levels dominate
+//! it (for srpcd's loud log line). Sharing exposes only the user who shares: a shared level
+//! that would dominate another user's own level (a second user fixed at `s0:c5` while the
+//! first holds it) is refused even when sharing is allowed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,6 +102,22 @@ pub enum AllocError {
         /// The fix.
         fix: Box<Fix>,
     },
+    /// A shared level would reach an active user's own level (dominate it), so even with
+    /// sharing allowed the login is refused: sharing may expose the user who shares, never
+    /// someone else.
+    #[error(
+        "user {user} has no level of their own, and the shared level {level} would reach the own level of {holders}; {}", fix.without_sharing()
+    )]
+    SharedWouldReach {
+        /// The Linux user.
+        user: String,
+        /// The shared level.
+        level: String,
+        /// The users it would reach, e.g. `bob at s0:c5`.
+        holders: String,
+        /// The fix.
+        fix: Box<Fix>,
+    },
     /// The user is active at a level the range no longer contains.
     #[error(
         "user {user} is active at level {level}, which the range {range} no longer contains; end {user}'s sessions to apply the new range"
@@ -155,6 +173,16 @@ impl Fix {
     }
 }
 
+impl Fix {
+    /// The fix without the shared-level alternative.
+    fn without_sharing(&self) -> String {
+        format!(
+            "fix: `{}` (first `{}` if {}'s own range is narrower)",
+            self.login_command, self.user_command, self.seuser
+        )
+    }
+}
+
 impl fmt::Display for Fix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -202,12 +230,24 @@ impl LevelAllocator {
                 shared: false,
                 shares_with: Vec::new(),
             },
-            Err(e) if req.allow_shared => {
+            Err(_) if req.allow_shared => {
                 let level = req.range.low().clone();
-                let shares_with = match e {
-                    AllocError::NoCategories { .. } => self.active.keys().cloned().collect(),
-                    _ => self.conflicts(&level).map(|(u, _)| u.to_owned()).collect(),
-                };
+                // Sharing exposes this user, never someone with a level of their own.
+                let reached: Vec<String> = self
+                    .active
+                    .iter()
+                    .filter(|(_, a)| !a.shared && level.dominates(&a.level))
+                    .map(|(u, a)| format!("{u} at {}", a.level))
+                    .collect();
+                if !reached.is_empty() {
+                    return Err(AllocError::SharedWouldReach {
+                        user: req.user.to_owned(),
+                        level: level.to_string(),
+                        holders: reached.join(", "),
+                        fix: Box::new(Fix::for_login(req.user, req.login, req.seuser)),
+                    });
+                }
+                let shares_with = self.conflicts(&level).map(|(u, _)| u.to_owned()).collect();
                 Allocation {
                     level,
                     shared: true,

@@ -27,8 +27,12 @@ impl CategorySet {
         CategorySet::default()
     }
 
-    /// Adds category `c` (at most [`MAX_CATEGORY`]); returns whether it was new.
+    /// Adds category `c`; returns whether it was added. A category above
+    /// [`MAX_CATEGORY`] is not a category here (the parser rejects it) and is not added.
     pub fn insert(&mut self, c: u32) -> bool {
+        if c > MAX_CATEGORY {
+            return false;
+        }
         let (word, bit) = split(c);
         if self.words.len() <= word {
             self.words.resize(word + 1, 0);
@@ -78,11 +82,13 @@ impl CategorySet {
     }
 }
 
+/// Collects categories; as with [`CategorySet::insert`], any above [`MAX_CATEGORY`] are
+/// left out.
 impl FromIterator<u32> for CategorySet {
     fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> CategorySet {
         let mut set = CategorySet::new();
         for c in iter {
-            set.insert(c.min(MAX_CATEGORY));
+            set.insert(c);
         }
         set
     }

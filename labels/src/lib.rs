@@ -13,14 +13,16 @@
 //!   (how it is chosen is documented there), or a refusal naming the `semanage` fix;
 //! - [`resolve()`]: all of the above into `<seuser>:<role>:<worker type>:<level>`, checked
 //!   against the loaded [`Policy`], with the reasons for `explain-user`;
-//! - [`file_contexts`]: canonical node (path, st_mode) → file type, and
-//!   [`object_context`] for `system_u:object_r:<type>:<level>`;
+//! - [`file_contexts`]: canonical node (path, st_mode) → file type;
+//! - [`contexts`]: `system_u:object_r:<type>:<level>` for clone nodes and the session
+//!   directory, `system_u:system_r:srpcd_t:<level>` for clone listening sockets;
 //! - [`selinux_config`]: `/etc/selinux/config` → the policy's seusers and file_contexts.
 //!
 //! See `labels/README.md` for the admin's view.
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod contexts;
 pub mod file_contexts;
 pub mod label_map;
 pub mod level;
@@ -30,7 +32,8 @@ pub mod selinux_config;
 pub mod seusers;
 
 pub use alloc::{AllocError, Allocation, LevelAllocator, LevelRequest};
-pub use file_contexts::{object_context, FileContextError, FileContexts};
+pub use contexts::{listener_context, object_context};
+pub use file_contexts::{FileContextError, FileContexts};
 pub use label_map::{LabelMap, LabelMapError, MapEntry, MapOrigin};
 pub use level::{CategorySet, Level, LevelError, Range};
 pub use policy::Policy;

@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use srpc_labels::contexts::SESSION_DIR_TYPE;
 use srpc_labels::selinux_config::{parse_selinux_type, PolicyPaths};
-use srpc_labels::{object_context, FileContexts, Level};
+use srpc_labels::{listener_context, object_context, FileContexts, Level};
 
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
@@ -111,11 +112,15 @@ fn a_missing_file_contexts_is_an_open_error_naming_it() {
 }
 
 #[test]
-fn object_context_is_system_u_object_r_at_the_level() {
+fn object_and_listener_contexts_are_system_u_at_the_level() {
     let level: Level = "s0:c17,c402".parse().unwrap();
     assert_eq!(
-        object_context("srpc_session_t", &level),
+        object_context(SESSION_DIR_TYPE, &level),
         "system_u:object_r:srpc_session_t:s0:c17,c402"
+    );
+    assert_eq!(
+        listener_context(&level),
+        "system_u:system_r:srpcd_t:s0:c17,c402"
     );
 }
 

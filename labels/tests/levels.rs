@@ -142,6 +142,13 @@ fn category_set_operations() {
     assert!(set.is_superset(&small) && !small.is_superset(&set));
     assert_eq!(set.difference(&small), [700]);
     assert!(CategorySet::new().is_superset(&CategorySet::new()));
+    // Nothing above MAX_CATEGORY is stored (no gigabyte bitmap for c4294967295).
+    assert!(!set.insert(u32::MAX));
+    assert!(!set.insert(srpc_labels::level::MAX_CATEGORY + 1));
+    assert!(set.insert(srpc_labels::level::MAX_CATEGORY));
+    assert_eq!(set.len(), 3);
+    let collected: CategorySet = [1, u32::MAX].into_iter().collect();
+    assert_eq!(collected.iter().collect::<Vec<_>>(), [1]);
 }
 
 fn any_level() -> impl Strategy<Value = Level> {
