@@ -214,9 +214,11 @@ fn drop_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     }
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: the three pointers are to live locals.
-    let uids_ok = unsafe { libc::getresuid(&raw mut r, &raw mut e, &raw mut s) } == 0 && [r, e, s] == [uid; 3];
+    let uids_ok = unsafe { libc::getresuid(&raw mut r, &raw mut e, &raw mut s) } == 0
+        && [r, e, s] == [uid; 3];
     // SAFETY: the three pointers are to live locals.
-    let gids_ok = unsafe { libc::getresgid(&raw mut r, &raw mut e, &raw mut s) } == 0 && [r, e, s] == [gid; 3];
+    let gids_ok = unsafe { libc::getresgid(&raw mut r, &raw mut e, &raw mut s) } == 0
+        && [r, e, s] == [gid; 3];
     let mut now = vec![0 as libc::gid_t; groups.len() + 1];
     // SAFETY: `now` has room for now.len() gids.
     let n = unsafe {

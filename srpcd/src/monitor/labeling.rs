@@ -3,7 +3,7 @@
 //! what the file-context rules (the policy module's `.fc` plus the admin's
 //! `semanage fcontext` rules) give the *canonical* path with the canonical
 //! node's own mode; the user's session directory is `srpc_session_t`; each
-//! endpoint's listening socket is the monitor's own type at the user's level,
+//! endpoint's listening socket is `srpcd_t` at the user's level,
 //! so a worker or handler at another level can neither reach nor accept it.
 //!
 //! The labels go on at creation (the per-thread create contexts,
@@ -13,8 +13,8 @@
 
 use std::path::Path;
 
-/// The type of the user's session directory (`<runtime>/users/<user>`).
-pub const SESSION_TYPE: &str = "srpc_session_t";
+use srpc_labels::contexts::{listener_context, object_context, SESSION_DIR_TYPE};
+use srpc_labels::Level;
 
 /// Where node types come from: the file-context rules, opened afresh for each
 /// sync (so an admin's `semanage fcontext` applies at the next attach; the
@@ -35,34 +35,25 @@ pub struct UserSecurity {
     pub labels: UserLabels,
 }
 
-/// One user's clone labels.
+/// One user's clone labels: everything at the user's level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserLabels {
-    level: String,
+    level: Level,
     listener: String,
 }
 
 impl UserLabels {
-    /// Labels at `level`, with listening sockets in the monitor's own
-    /// `monitor_context`'s user, role and type.
-    pub fn new(level: &str, monitor_context: &str) -> Result<UserLabels, String> {
-        let mut fields = monitor_context.splitn(4, ':');
-        let (Some(user), Some(role), Some(kind), Some(_)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(format!(
-                "srpcd's own context {monitor_context:?} is not user:role:type:level"
-            ));
-        };
-        Ok(UserLabels {
-            level: level.to_owned(),
-            listener: format!("{user}:{role}:{kind}:{level}"),
-        })
+    /// Labels at `level`.
+    pub fn new(level: Level) -> UserLabels {
+        UserLabels {
+            listener: listener_context(&level),
+            level,
+        }
     }
 
     /// The user's session directory's label.
     pub fn session_dir(&self) -> String {
-        object(SESSION_TYPE, &self.level)
+        object_context(SESSION_DIR_TYPE, &self.level)
     }
 
     /// The label of the clone node for the canonical node at `canonical`.
@@ -72,18 +63,16 @@ impl UserLabels {
         canonical: &Path,
         mode: u32,
     ) -> Result<String, String> {
-        let kind = types.type_of(canonical, mode)?;
-        Ok(object(&kind, &self.level))
+        Ok(object_context(
+            &types.type_of(canonical, mode)?,
+            &self.level,
+        ))
     }
 
     /// The label of the endpoints' listening sockets.
     pub fn listener(&self) -> &str {
         &self.listener
     }
-}
-
-fn object(kind: &str, level: &str) -> String {
-    format!("system_u:object_r:{kind}:{level}")
 }
 
 #[cfg(test)]
@@ -107,7 +96,7 @@ mod tests {
 
     #[test]
     fn every_label_is_at_the_users_level_and_sockets_are_the_monitors_type() {
-        let l = UserLabels::new("s0:c3,c9", "system_u:system_r:srpcd_t:s0").unwrap();
+        let l = UserLabels::new("s0:c3,c9".parse().unwrap());
         assert_eq!(l.session_dir(), "system_u:object_r:srpc_session_t:s0:c3,c9");
         assert_eq!(
             l.node(&ByKind, Path::new("/srv/srpc/math"), 0o040_755)
@@ -123,11 +112,5 @@ mod tests {
         assert!(l
             .node(&ByKind, Path::new("/srv/srpc/x"), 0o140_000)
             .is_err());
-    }
-
-    #[test]
-    fn a_monitor_context_without_four_fields_is_refused() {
-        let e = UserLabels::new("s0:c1,c2", "srpcd_t").err().unwrap();
-        assert!(e.contains("\"srpcd_t\" is not user:role:type:level"), "{e}");
     }
 }

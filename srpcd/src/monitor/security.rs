@@ -24,13 +24,8 @@ use super::startup::StartError;
 use crate::config::Config;
 use crate::users::Account;
 
-/// Where `/etc/selinux/config` is.
-const SELINUX_DIR: &str = "/etc/selinux";
-
 /// The SELinux state every worker start consults.
 pub struct Security {
-    /// srpcd's own context (the listening sockets take its user, role, type).
-    own: String,
     paths: PolicyPaths,
     label_map: LabelMap,
     levels: Mutex<LevelAllocator>,
@@ -50,7 +45,7 @@ impl Security {
         }
         let own = srpc_os::selinux::current_context()
             .map_err(StartError::io("reading srpcd's own SELinux context"))?;
-        let paths = PolicyPaths::from_config(Path::new(SELINUX_DIR))
+        let paths = PolicyPaths::from_config(Path::new(srpc_labels::selinux_config::SELINUX_DIR))
             .map_err(|e| StartError::Check(e.to_string()))?;
         let label_map = LabelMap::builtin_with_overrides(&config.selinux.label_map)
             .map_err(|e| StartError::Check(e.to_string()))?;
@@ -61,7 +56,6 @@ impl Security {
             "SELinux: workers and handlers run in the contexts the label map and seusers give"
         );
         Ok(Some(Arc::new(Security {
-            own,
             paths,
             label_map,
             levels: Mutex::new(LevelAllocator::new()),
@@ -111,17 +105,10 @@ impl Security {
                 resolved.level
             );
         }
-        let labels = UserLabels::new(&resolved.level.to_string(), &self.own);
-        match labels {
-            Ok(labels) => Ok(UserSecurity {
-                worker: resolved.context,
-                labels,
-            }),
-            Err(e) => {
-                self.release(&account.name);
-                Err(e)
-            }
-        }
+        Ok(UserSecurity {
+            worker: resolved.context,
+            labels: UserLabels::new(resolved.level),
+        })
     }
 
     /// Gives the user's level back (the user's worker entry went).
