@@ -255,10 +255,15 @@ def run_checks(r, pol, sepol, fc):
         allowed(w, obj("srpc_worker_exec_t"), "file", "entrypoint", f"{name} worker entrypoint")
         allowed(w, SRPCD, "process", "sigchld", f"{name} worker exit reaches the monitor")
         allowed(SRPCD, w, "process", "sigkill", f"monitor ends the {name} worker")
+        allowed(SRPCD, w, "process", "rlimitinh", f"{name} worker keeps the limits srpc-launch set")
+        denied(SRPCD, w, "process", "noatsecure",
+               f"{name} worker runs with AT_SECURE (LD_* from PAM ignored)", "te")
         for handler, entry in HANDLERS.items():
             h = base.rsplit(":", 1)[0] + f":{handler}:s0:c1"
             allowed(SRPCD, h, "process", "transition", f"monitor starts {handler} for {name}")
             allowed(SRPCD, h, "process2", "nnp_transition", f"{handler} under NO_NEW_PRIVS")
+            allowed(SRPCD, h, "process", "rlimitinh", f"{handler} keeps the limits srpc-launch set")
+            denied(SRPCD, h, "process", "noatsecure", f"{handler} runs with AT_SECURE", "te")
     for handler, entry in HANDLERS.items():
         h = f"staff_u:staff_r:{handler}:s0:c1"
         allowed(h, obj(entry), "file", "entrypoint", f"{handler} is entered by {entry}")
@@ -267,15 +272,29 @@ def run_checks(r, pol, sepol, fc):
                f"{handler} is not entered by srpc-worker", "te")
     allowed(SRPCD, FRONT, "process", "transition", "monitor starts the front")
     allowed(SRPCD, FRONT, "process2", "nnp_transition", "front under NO_NEW_PRIVS")
+    allowed(SRPCD, FRONT, "process", "rlimitinh", "front keeps its fd limit")
     allowed(SRPCD, obj("srpcd_exec_t"), "file", "execute_no_trans", "srpc-launch stays srpcd_t")
     denied(SRPCD, "staff_u:staff_r:staff_t:s0:c1", "process", "transition",
            "the monitor starts srpc domains only, not user shells", "te")
 
-    # type_transition rules (read as `sesearch -T` does).
+    # type_transition rules, matched as `sesearch -T -s S -t T` does (a rule written on an
+    # attribute applies to its member types).  One pass over the rules: a query per pair
+    # would read the whole policy each time.
+    members = {}
+
+    def expand(x):
+        key = str(x)
+        if key not in members:
+            members[key] = {str(t) for t in x.expand()}
+        return members[key]
+
+    rules = [rule for rule in setools.TERuleQuery(pol, ruletype=["type_transition"],
+                                                  tclass=["process", "dir"]).results()]
+
     def type_trans(source, target, tclass):
-        q = setools.TERuleQuery(pol, ruletype=["type_transition"], source=source,
-                                target=target, tclass=[tclass])
-        return sorted({str(rule.default) for rule in q.results()})
+        return sorted({str(rule.default) for rule in rules
+                       if str(rule.tclass) == tclass and source in expand(rule.source)
+                       and target in expand(rule.target)})
 
     for name, base in WORKERS.items():
         wt = base.split(":")[2]
@@ -402,7 +421,7 @@ def run_checks(r, pol, sepol, fc):
         r.check(loose == [], f"every {attr} type is mcs_constrained", f"not constrained: {loose}")
 
     # ---- File contexts (the installed layout) -------------------------------------------
-    for path, mode, want in [
+    expected = [
         ("/usr/sbin/srpcd", "file", "srpcd_exec_t"),
         ("/usr/libexec/srpc/srpc-launch", "file", "srpcd_exec_t"),
         ("/usr/libexec/srpc/srpc-front", "file", "srpc_front_exec_t"),
@@ -420,13 +439,20 @@ def run_checks(r, pol, sepol, fc):
         ("/srv/srpc/example", "dir", "srpc_tree_t"),
         ("/srv/srpc/example/hello", "file", "srpcexample_endpoint_t"),
         ("/var/lib/srpcexample/greeting", "file", "srpcexample_data_t"),
-    ]:
-        out = subprocess.run(["matchpathcon", "-N", "-f", fc, "-m", mode, path],
-                             capture_output=True, text=True).stdout.split()
-        got = out[1] if len(out) > 1 else "?"
-        got = got if got == "<<none>>" else (got.split(":")[2] if got.count(":") >= 3 else got)
-        r.check(got == want, f"file context {path} ({mode}) is {want}", f"got {out}")
-
+    ]
+    answers = {}
+    for mode in sorted({m for _, m, _ in expected}):
+        paths = [p for p, m, _ in expected if m == mode]
+        out = subprocess.run(["matchpathcon", "-N", "-f", fc, "-m", mode] + paths,
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 2:
+                answers[(fields[0], mode)] = fields[1]
+    for path, mode, want in expected:
+        got = answers.get((path, mode), "?")
+        got = got if got == "<<none>>" or got.count(":") < 3 else got.split(":")[2]
+        r.check(got == want, f"file context {path} ({mode}) is {want}", f"got {got}")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
