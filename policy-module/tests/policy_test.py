@@ -372,6 +372,11 @@ def run_checks(r, pol, sepol, fc):
             denied(h, t, c, p, f"hostile handler: {why}", "te")
         denied(h, h, "tcp_socket", "create", "hostile handler: open a network socket", "te")
         denied(h, h, "udp_socket", "create", "hostile handler: open a network socket", "te")
+        # (Unix sockets of its own, bind and listen included, every domain may have in
+        # Debian's policy: domain.te calls setrans_translate_context(domain).)
+        allowed(h, h, "unix_stream_socket", "create", "tokio's signal socketpair")
+        denied(h, "system_u:system_r:syslogd_t:s0", "unix_stream_socket", "connectto",
+               "hostile handler: connect to a system service", "te")
         for name, base in WORKERS.items():
             for lvl in ["s0:c1", "s0:c2"]:
                 for p in ["ptrace", "signal", "sigkill"]:
