@@ -338,6 +338,8 @@ def run_checks(r, pol, sepol, fc):
                    ("srpc_tls_key_t", "TLS key"), ("etc_t", "pam.d, limits.conf")]:
         allowed(SRPCD, obj(t), "file", "read", f"monitor reads {why}")
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
+    allowed(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "getattr", "lstat a symlink it skips")
+    denied(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "read", "and never follows it", "te")
     denied(SRPCD, obj("unreserved_port_t"), "tcp_socket", "name_bind", "no other port", "te")
     allowed(SRPCD, "system_u:system_r:chkpwd_t:s0", "process", "transition", "pam_unix's unix_chkpwd")
     denied(SRPCD, obj("shadow_t"), "file", "read", "pam_unix asks unix_chkpwd instead")
@@ -442,6 +444,8 @@ def run_checks(r, pol, sepol, fc):
         ("/srv/srpc/demo", "dir", "srpc_tree_t"),
         ("/srv/srpc/demo/echo", "file", "srpc_endpoint_t"),
         ("/srv/srpc/example", "dir", "srpc_tree_t"),
+        ("/srv/srpc/demo/link", "lnk_file", "srpc_endpoint_t"),
+        ("/srv/srpc/demo/sock", "sock_file", "srpc_endpoint_t"),
         ("/srv/srpc/example/hello", "file", "srpcexample_endpoint_t"),
         ("/var/lib/srpcexample/greeting", "file", "srpcexample_data_t"),
     ]
