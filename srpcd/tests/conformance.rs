@@ -486,3 +486,52 @@ async fn a_clunk_right_after_an_append_does_not_cancel_it() {
         }
     }
 }
+
+/// Sections 7.1 and 7.2: a qid names the canonical node — the same for every
+/// user and every session — and stat shows the canonical node's mode and
+/// owner, not its clone's (a socket's mode; root, in the owner's own clone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qids_and_stat_describe_the_canonical_node() {
+    use std::os::unix::fs::MetadataExt;
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let bob = fx.user(PASSWORD);
+    let alice_uid = nix::unistd::User::from_name(&alice).unwrap().unwrap().uid;
+    let mut canonical = None;
+    let d = daemon(&mut fx, |tree| {
+        support::install_example("echo", &tree.join("echo"), 0o755);
+        support::install_example("echo", &tree.join("mine"), 0o750);
+        nix::unistd::chown(&tree.join("mine"), Some(alice_uid), None).unwrap();
+        canonical = Some((
+            fs::metadata(tree.join("echo")).unwrap(),
+            fs::metadata(tree.join("mine")).unwrap(),
+        ));
+    });
+    let (echo_meta, mine_meta) = canonical.unwrap();
+    let mut seen = Vec::new();
+    for user in [&alice, &bob, &alice] {
+        let client = d.dial().await;
+        let session = client
+            .auth(user, "/", &mut PasswordConversation::new(PASSWORD))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}\n{}", d.log_text()));
+        let st = session.walk("/echo").await.unwrap().stat().await.unwrap();
+        assert_eq!(st.qid.path, echo_meta.ino(), "{user}");
+        assert_eq!(
+            st.mode, 0o755,
+            "{user}: the endpoint's mode, not its socket's"
+        );
+        seen.push(st.qid);
+        if user == &alice {
+            let mine = session.walk("/mine").await.unwrap().stat().await.unwrap();
+            assert_eq!(
+                (mine.uid, mine.owner.as_str()),
+                (alice_uid.as_raw(), alice.as_str())
+            );
+            assert_eq!((mine.qid.path, mine.mode), (mine_meta.ino(), 0o750));
+        }
+        session.close().await.unwrap();
+    }
+    // Alice, bob, then alice again in a fresh session (and clone): one qid.
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+}
