@@ -199,11 +199,11 @@ pub async fn serve_connection(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(%peer, "TLS handshake failed: {e}");
+            front.handshake_failed(peer, &e);
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
+            front.handshake_failed(peer, &"timed out");
             return;
         }
     };
