@@ -165,7 +165,7 @@ impl Drop for AuthFid {
 
 struct Conn {
     front: Arc<Front>,
-    rhost: String,
+    rhost: std::net::IpAddr,
     limits: Limits,
     fids: Mutex<HashMap<u32, Fid>>,
     inflight: Mutex<HashMap<u64, Inflight>>,
@@ -258,7 +258,7 @@ pub async fn serve_connection(
     let conn = Arc::new(Conn {
         budget,
         front,
-        rhost: peer.ip().to_string(),
+        rhost: peer.ip(),
         limits,
         fids: Mutex::new(HashMap::new()),
         inflight: Mutex::new(HashMap::new()),
@@ -417,7 +417,7 @@ impl Sessionless {
             return false;
         }
         tracing::info!(
-            peer = conn.rhost,
+            peer = %conn.rhost,
             "closing a connection that had no session for {}s",
             self.timeout.as_secs()
         );
@@ -606,7 +606,7 @@ impl Conn {
             Message::Twalk { fid, newfid, names } => self.walk(fid, newfid, names).await,
             Message::Tstat { fid } => match self.node(fid) {
                 Ok(node) => {
-                    self.forward(&node, |wfid| Message::Tstat { fid: wfid })
+                    self.forward(&node, "stat", |wfid| Message::Tstat { fid: wfid })
                         .await
                 }
                 Err(e) => e,
@@ -700,7 +700,12 @@ impl Conn {
             Err(e) => return e,
         };
         // Directories too: an empty append lists one (the worker decides).
-        self.forward(&node, move |wfid| Message::Tappend { fid: wfid, data })
+        let op = if node.kind == QidType::Dir {
+            "list"
+        } else {
+            "call"
+        };
+        self.forward(&node, op, move |wfid| Message::Tappend { fid: wfid, data })
             .await
     }
 
@@ -763,7 +768,7 @@ impl Conn {
                         auth: auth.id,
                         user: auth.uname.clone(),
                         aname: auth.aname.clone(),
-                        rhost: self.rhost.clone(),
+                        rhost: self.rhost.to_string(),
                     },
                     zeroize::Zeroizing::new(Vec::new()),
                 )
@@ -923,7 +928,12 @@ impl Conn {
         };
         let qids = match reply {
             Message::Rwalk { qids } => qids,
-            err @ Message::Rerror { .. } => return err,
+            err @ Message::Rerror { .. } => {
+                let mut path = from.path.clone();
+                path.extend(names);
+                self.audit_denial(&from.session, &path, "walk", &err);
+                return err;
+            }
             other => {
                 return Message::error(
                     ErrorCode::Internal,
@@ -967,17 +977,61 @@ impl Conn {
         }
     }
 
-    /// Sends a request about `node` to its worker (relinking if it died).
-    async fn forward(&self, node: &Arc<NodeFid>, make: impl FnOnce(u32) -> Message) -> Message {
+    /// Sends a request about `node` to its worker (relinking if it died);
+    /// `op` names it in the audit trail should the kernel refuse it.
+    async fn forward(
+        &self,
+        node: &Arc<NodeFid>,
+        op: &str,
+        make: impl FnOnce(u32) -> Message,
+    ) -> Message {
         let (link, wfid) = match node.session.live(node).await {
             Ok(bound) => bound,
             Err(e) => return e,
         };
         match link.call(make(wfid), None).await {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                self.audit_denial(&node.session, &node.path, op, &reply);
+                reply
+            }
             Err(_) => super::worker_link::link_down_error(),
         }
     }
+
+    /// A kernel refusal on the session's behalf goes to the audit trail. The
+    /// user, the client and the path are the front's own (its session and fid
+    /// tables); only the errno is the worker's word.
+    fn audit_denial(&self, session: &Session, path: &[String], op: &str, reply: &Message) {
+        if let Message::Rerror {
+            code: ErrorCode::PermissionDenied,
+            errno,
+            ..
+        } = reply
+        {
+            let endpoint = endpoint_path(&session.aname, path);
+            crate::audit::Event::CallDenied {
+                user: &session.user,
+                remote: self.rhost,
+                endpoint: &endpoint,
+                operation: op,
+                errno: *errno,
+            }
+            .emit();
+        }
+    }
+}
+
+/// The full path of a node: the attach path, then the names walked from it.
+fn endpoint_path(aname: &str, path: &[String]) -> String {
+    let mut full = aname.trim_end_matches('/').to_owned();
+    for name in path {
+        full.push('/');
+        full.push_str(name);
+    }
+    if full.is_empty() {
+        full.push('/');
+    }
+    full
 }
 
 /// The client's answer to the monitor's reply to one round, and where the

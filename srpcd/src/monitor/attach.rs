@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::clone::{CloneError, Cloner, RunAs, UserClone};
 use super::workers::{Spawner, Worker};
-use super::{Auth, Monitor};
+use super::{Attached, Auth, Monitor};
 use crate::ipc::ToFront;
 use crate::pam::{self, AuthenticatedUser, Transaction};
 use crate::users::Account;
@@ -51,8 +51,8 @@ pub struct Synced {
     pub auth: u64,
     /// Whose.
     pub user: String,
-    /// Where.
-    pub aname: String,
+    /// Where, from where, since when.
+    pub session: Attached,
     /// A new session (not a re-attach after a worker crash).
     pub new_session: bool,
     /// The clone sync's result.
@@ -102,7 +102,7 @@ impl AttachError {
 /// An attach waiting for its user's worker to start.
 pub struct Queued {
     auth: u64,
-    aname: String,
+    session: Attached,
     new_session: bool,
 }
 
@@ -121,32 +121,24 @@ impl Monitor {
     /// The worker for an authentication's user, started if need be, and its
     /// clone at the attach path; answered when the task reports back.
     pub(super) async fn attach(&mut self, auth: u64) {
-        let (user, aname, fresh) = match self.auths.remove(&auth) {
-            Some(Auth::Authenticated { aname, user, tx }) => {
-                (user.pam_user.clone(), aname, Some((user, tx)))
-            }
-            Some(Auth::Attached { aname, user }) => (user, aname, None),
-            other => {
-                if let Some(other) = other {
-                    self.auths.insert(auth, other);
-                }
-                return self
-                    .fail(
-                        auth,
-                        ErrorCode::AuthRequired,
-                        "authentication is not complete",
-                    )
-                    .await;
-            }
+        let Some((session, fresh)) = self.take_for_attach(auth) else {
+            return self
+                .fail(
+                    auth,
+                    ErrorCode::AuthRequired,
+                    "authentication is not complete",
+                )
+                .await;
         };
         let new_session = fresh.is_some();
+        let user = session.user.clone();
         let slot = Arc::clone(self.clones.entry(user.clone()).or_default());
         if let Some(w) = self.workers.by_user.get_mut(&user) {
             if w.starting {
                 w.pending += 1;
                 w.queued.push(Queued {
                     auth,
-                    aname,
+                    session,
                     new_session,
                 });
                 finish_in_background(fresh);
@@ -161,8 +153,7 @@ impl Monitor {
                     slot,
                     run_as,
                     auth,
-                    user,
-                    aname,
+                    session,
                     new_session,
                 ));
                 return;
@@ -172,7 +163,7 @@ impl Monitor {
         // worker died under live sessions), else open one with this login.
         let old = self.workers.by_user.remove(&user);
         let carried = old.as_ref().map_or(0, |w| w.sessions);
-        let (account, session) = match (old, fresh) {
+        let (account, opening) = match (old, fresh) {
             (Some(mut old), fresh) if old.pam.is_some() => {
                 finish_in_background(fresh);
                 (old.account.clone(), Opening::Open(old.pam.take()))
@@ -181,7 +172,7 @@ impl Monitor {
             (_, None) => {
                 tracing::error!(user, "no worker: no PAM session to start one in");
                 if !new_session {
-                    self.auths.insert(auth, Auth::Attached { aname, user });
+                    self.auths.insert(auth, Auth::Attached(session));
                 }
                 return self
                     .fail(
@@ -201,17 +192,51 @@ impl Monitor {
             self.ctx.clone(),
             slot,
             account,
-            session,
+            opening,
             tree,
             Synced {
                 auth,
                 user,
-                aname,
+                session,
                 new_session,
                 result: Ok(()),
             },
             id,
         ));
+    }
+
+    /// The session an attach is for: a fresh one from a completed login
+    /// (with its PAM user and transaction), or the one an attached
+    /// authentication already has (a re-attach after its worker died).
+    /// `None`, leaving the table as it was, when the authentication is not
+    /// complete.
+    fn take_for_attach(
+        &mut self,
+        auth: u64,
+    ) -> Option<(Attached, Option<(AuthenticatedUser, Transaction)>)> {
+        match self.auths.remove(&auth) {
+            Some(Auth::Authenticated {
+                aname,
+                rhost,
+                user,
+                tx,
+            }) => {
+                let session = Attached {
+                    aname,
+                    user: user.pam_user.clone(),
+                    rhost,
+                    started: std::time::SystemTime::now(),
+                };
+                Some((session, Some((user, tx))))
+            }
+            Some(Auth::Attached(session)) => Some((session, None)),
+            other => {
+                if let Some(other) = other {
+                    self.auths.insert(auth, other);
+                }
+                None
+            }
+        }
     }
 
     /// A worker start reported back.
@@ -235,12 +260,13 @@ impl Monitor {
         let queued = std::mem::take(&mut w.queued);
         match started {
             Ok((child, session, link)) => {
-                tracing::info!(
-                    user,
-                    uid = w.account.uid,
-                    pid = child.id(),
-                    "worker started"
-                );
+                crate::audit::Event::WorkerStarted {
+                    user: &user,
+                    uid: w.account.uid,
+                    pid: child.id(),
+                    context: None,
+                }
+                .emit();
                 w.child = Some(child);
                 w.pam = Some(session);
                 self.synced(first, Some(link)).await;
@@ -255,8 +281,7 @@ impl Monitor {
                         slot,
                         run_as.clone(),
                         q.auth,
-                        user.clone(),
-                        q.aname,
+                        q.session,
                         q.new_session,
                     ));
                 }
@@ -266,7 +291,7 @@ impl Monitor {
                 let failed = |q: Queued| Synced {
                     auth: q.auth,
                     user: user.clone(),
-                    aname: q.aname,
+                    session: q.session,
                     new_session: q.new_session,
                     result: Err(AttachError::NoWorker(message.clone())),
                 };
@@ -288,10 +313,11 @@ impl Monitor {
         let Synced {
             auth,
             user,
-            aname,
+            session,
             new_session,
             result,
         } = s;
+        let aname = session.aname.clone();
         let worker = self.workers.by_user.get_mut(&user);
         let Some(w) = worker else {
             return self
@@ -304,16 +330,17 @@ impl Monitor {
             Ok(()) if live => {
                 if new_session {
                     w.sessions += 1;
+                    crate::audit::Event::SessionStarted {
+                        session: auth,
+                        user: &user,
+                        remote: session.rhost,
+                        aname: &aname,
+                    }
+                    .emit();
                 }
                 w.idle_since = None;
                 let id = w.id;
-                self.auths.insert(
-                    auth,
-                    Auth::Attached {
-                        aname,
-                        user: user.clone(),
-                    },
-                );
+                self.auths.insert(auth, Auth::Attached(session));
                 let msg = ToFront::Worker {
                     auth,
                     worker: id,
@@ -338,13 +365,7 @@ impl Monitor {
                     ),
                 };
                 if !new_session {
-                    self.auths.insert(
-                        auth,
-                        Auth::Attached {
-                            aname,
-                            user: user.clone(),
-                        },
-                    );
+                    self.auths.insert(auth, Auth::Attached(session));
                 }
                 self.fail(auth, code, message).await;
                 self.maybe_idle(&user);
@@ -399,15 +420,14 @@ async fn sync(
     slot: CloneSlot,
     run_as: RunAs,
     auth: u64,
-    user: String,
-    aname: String,
+    session: Attached,
     new_session: bool,
 ) {
-    let result = sync_clone(&ctx, slot, run_as, aname.clone()).await;
+    let result = sync_clone(&ctx, slot, run_as, session.aname.clone()).await;
     let _ = ctx.events.send(Event::Synced(Synced {
         auth,
-        user,
-        aname,
+        user: session.user.clone(),
+        session,
         new_session,
         result,
     }));
@@ -462,7 +482,7 @@ async fn start(
                 .map(|(_, s, _)| s.env().to_vec())
                 .unwrap_or_default(),
         };
-        first.result = sync_clone(&ctx, slot, run_as, first.aname.clone()).await;
+        first.result = sync_clone(&ctx, slot, run_as, first.session.aname.clone()).await;
     }
     let _ = ctx.events.send(Event::Started {
         user: first.user.clone(),

@@ -49,18 +49,29 @@ enum Auth {
         aname: String,
         /// The client's source as the limits count it (IPv6 by /64).
         source: IpAddr,
+        /// The client's address.
+        rhost: IpAddr,
         answers: mpsc::Sender<AuthAnswers>,
         task: tokio::task::JoinHandle<()>,
     },
     Authenticated {
         aname: String,
+        rhost: IpAddr,
         user: AuthenticatedUser,
         tx: Transaction,
     },
-    Attached {
-        aname: String,
-        user: String,
-    },
+    Attached(Attached),
+}
+
+/// An authentication whose session attached: it lives until the session ends.
+#[derive(Clone)]
+struct Attached {
+    aname: String,
+    user: String,
+    rhost: IpAddr,
+    /// When the session started (wall clock, for `srpcctl sessions`).
+    #[allow(dead_code)] // read by the D-Bus snapshot
+    started: std::time::SystemTime,
 }
 
 struct Monitor {
@@ -175,7 +186,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
                 m.reap_exited();
             }
             _ = tick.tick() => m.reap_idle(),
-            _ = sighup.recv() => m.reload().await,
+            _ = sighup.recv() => drop(m.reload("SIGHUP").await),
             _ = sigterm.recv() => break None,
             _ = sigint.recv() => break None,
         }
@@ -308,14 +319,21 @@ impl Monitor {
                     tokio::spawn(async move { drop(tx.finish().await) });
                 }
                 // An attached authentication lives until its session ends.
-                Some(attached @ Auth::Attached { .. }) => {
+                Some(attached @ Auth::Attached(_)) => {
                     self.auths.insert(auth, attached);
                 }
                 None => {}
             },
             ToMonitor::Attach { auth } => self.attach(auth).await,
             ToMonitor::SessionEnd { auth } => {
-                if let Some(Auth::Attached { user, .. }) = self.auths.remove(&auth) {
+                if let Some(Auth::Attached(a)) = self.auths.remove(&auth) {
+                    crate::audit::Event::SessionEnded {
+                        session: auth,
+                        user: &a.user,
+                        reason: "client",
+                    }
+                    .emit();
+                    let user = a.user;
                     if let Some(w) = self.workers.by_user.get_mut(&user) {
                         w.sessions = w.sessions.saturating_sub(1);
                     }
@@ -371,14 +389,24 @@ impl Monitor {
             None
         };
         if let Some(message) = over {
-            tracing::warn!(user, %rhost, "login refused: {message}");
+            crate::audit::Event::LockedOut {
+                user: &user,
+                remote: rhost,
+                reason: &message,
+            }
+            .emit();
             return self.fail(auth, ErrorCode::LimitExceeded, message).await;
         }
         let begun = lock(&self.lockout).begin(&user, rhost);
         let attempt = match begun {
             Ok(attempt) => attempt,
             Err(locked) => {
-                tracing::warn!(user, %rhost, "{locked}");
+                crate::audit::Event::LockedOut {
+                    user: &user,
+                    remote: rhost,
+                    reason: &locked.to_string(),
+                }
+                .emit();
                 return self.fail(auth, locked.code(), locked.message()).await;
             }
         };
@@ -402,6 +430,7 @@ impl Monitor {
             Auth::Running {
                 aname,
                 source,
+                rhost,
                 answers,
                 task,
             },
@@ -424,14 +453,25 @@ impl Monitor {
     async fn outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Authenticated { auth, user, tx } => {
-                let Some(Auth::Running { aname, .. }) = self.auths.remove(&auth) else {
+                let Some(Auth::Running { aname, rhost, .. }) = self.auths.remove(&auth) else {
                     // Aborted meanwhile.
                     tokio::spawn(async move { drop(tx.finish().await) });
                     return;
                 };
-                tracing::info!(auth, user = %user.pam_user, "authenticated");
-                self.auths
-                    .insert(auth, Auth::Authenticated { aname, user, tx });
+                crate::audit::Event::AuthSucceeded {
+                    user: &user.pam_user,
+                    remote: rhost,
+                }
+                .emit();
+                self.auths.insert(
+                    auth,
+                    Auth::Authenticated {
+                        aname,
+                        rhost,
+                        user,
+                        tx,
+                    },
+                );
                 let step = AuthStep::Authenticated.encode();
                 self.reply(ToFront::AuthStep { auth }, &step, None).await;
             }
@@ -452,11 +492,17 @@ impl Monitor {
             };
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    crate::audit::Event::WorkerExited {
+                        user,
+                        pid: child.id(),
+                        status: &status.to_string(),
+                        context: None,
+                    }
+                    .emit();
                     if w.stopping || (w.sessions == 0 && w.pending == 0) {
-                        tracing::info!(user, %status, "worker stopped");
                         done.push(user.clone());
                     } else {
-                        tracing::warn!(user, %status, "worker died with sessions open");
+                        tracing::warn!(user, "the worker died with sessions open");
                         w.child = None;
                     }
                 }
@@ -490,36 +536,39 @@ impl Monitor {
         }
     }
 
-    /// SIGHUP: reread the configuration and the TLS files, and hand them to
-    /// the front. A bad file keeps everything as it was.
-    async fn reload(&mut self) {
-        let config = match Config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(e) => {
-                return tracing::error!("reload refused, keeping the running configuration: {e}")
-            }
+    /// SIGHUP (or `Reload` over D-Bus, `trigger` says which): reread the
+    /// configuration and the TLS files, and hand them to the front. A bad
+    /// file keeps everything as it was; either way the audit trail says so.
+    async fn reload(&mut self, trigger: &str) -> Result<(), String> {
+        let result = self.try_reload().await;
+        let outcome = match &result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("refused, keeping the running configuration: {e}"),
         };
-        if let Err(e) = fd_limit::check_reload(config.limits.connections, &self.front_nofile) {
-            return tracing::error!("reload refused, keeping the running configuration: {e}");
+        crate::audit::Event::ConfigReloaded {
+            trigger,
+            result: &outcome,
         }
+        .emit();
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        fd_limit::check_reload(config.limits.connections, &self.front_nofile)?;
         if config.listen != self.config.listen || config.tree != self.config.tree {
             tracing::warn!("listen address and tree changes take effect at restart");
         }
-        let tls = match startup::read_tls(&config) {
-            Ok(t) => t,
-            Err(e) => {
-                return tracing::error!("reload refused, keeping the running configuration: {e}")
-            }
-        };
-        if let Err(e) = send_configure(&self.chan, &config, &tls).await {
-            return tracing::error!("reload: {e}");
-        }
+        let tls = startup::read_tls(&config).map_err(|e| e.to_string())?;
+        send_configure(&self.chan, &config, &tls)
+            .await
+            .map_err(|e| e.to_string())?;
         self.pam = pam::Settings::from(&config.pam);
         // Failure counts survive a reload; only the limits change.
         lock(&self.lockout).reconfigure(&config.limits);
         self.ctx.spawner.call_timeout = config.workers.call_timeout;
         self.config = config;
-        tracing::info!("configuration and TLS credentials reloaded");
+        Ok(())
     }
 
     /// Drains: the front stops accepting and answers what is in flight; then
