@@ -649,7 +649,14 @@ impl Conn {
     }
 
     fn node(&self, fid: u32) -> Result<Arc<NodeFid>, Message> {
-        match lock(&self.fids).get(&fid) {
+        let mut fids = lock(&self.fids);
+        match fids.get(&fid) {
+            Some(Fid::Node(node)) if node.session.is_revoked() => {
+                // Killed by an administrator: the fid goes now (its worker
+                // fid is clunked as it drops), and says why once.
+                fids.remove(&fid);
+                Err(super::session::revoked_error())
+            }
             Some(Fid::Node(node)) => Ok(Arc::clone(node)),
             Some(Fid::Auth(_)) => Err(Message::error(
                 ErrorCode::BadFid,
@@ -1060,7 +1067,10 @@ fn step_of(
             auth.end_conversation();
             Message::error(ErrorCode::from_number(*code), message.clone())
         }
-        ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {
+        ToFront::Worker { .. }
+        | ToFront::Configure { .. }
+        | ToFront::Listener
+        | ToFront::Revoke { .. } => {
             Message::error(ErrorCode::Internal, "the monitor answered out of turn")
         }
     }

@@ -267,6 +267,9 @@ impl Monitor {
                     context: None,
                 }
                 .emit();
+                self.hub
+                    .worker_started
+                    .insert(w.id, std::time::SystemTime::now());
                 w.child = Some(child);
                 w.pam = Some(session);
                 self.synced(first, Some(link)).await;
@@ -337,6 +340,15 @@ impl Monitor {
                         aname: &aname,
                     }
                     .emit();
+                    let _ = self.hub.notices.send(super::admin::Notice::SessionStarted(
+                        super::admin::types::Session {
+                            id: auth,
+                            user: user.clone(),
+                            remote: session.rhost.to_string(),
+                            aname: aname.clone(),
+                            started_unix: super::admin::unix_secs(session.started),
+                        },
+                    ));
                 }
                 w.idle_since = None;
                 let id = w.id;

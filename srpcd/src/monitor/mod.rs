@@ -2,6 +2,7 @@
 //! it is the front that connects, and answers the front's small set of typed
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
+mod admin;
 mod attach;
 mod attrs;
 mod auth;
@@ -70,7 +71,6 @@ struct Attached {
     user: String,
     rhost: IpAddr,
     /// When the session started (wall clock, for `srpcctl sessions`).
-    #[allow(dead_code)] // read by the D-Bus snapshot
     started: std::time::SystemTime,
 }
 
@@ -87,11 +87,21 @@ struct Monitor {
     pam: pam::Settings,
     /// The front's `RLIMIT_NOFILE`, fixed at start (a reload checks against it).
     front_nofile: srpc_os::Rlimit,
+    /// The admin interface's view and signals.
+    hub: admin::Hub,
+    /// What `Status` shows that the loop does not change.
+    status: admin::types::Status,
+    /// When srpcd started.
+    started: Instant,
 }
 
 /// Runs srpcd until SIGTERM/SIGINT (`Ok`) or until the front dies
 /// (`StartError::FrontDied`).
-pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError> {
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    levels: crate::logging::LevelHandle,
+) -> Result<(), StartError> {
     startup::check_selinux(&config)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(&config)?;
@@ -101,6 +111,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let front_account = front_account(&config)?;
     let front_nofile = fd_limit::raise(config.limits.connections)?;
 
+    // Before anything starts: a second srpcd on the same bus stops here.
+    let lockout = Arc::new(Mutex::new(Lockout::new(&config.limits)));
+    let admin_side = start_admin(&config, &pin, levels, &lockout).await?;
+    let AdminSide {
+        hub,
+        requests: mut request_rx,
+        _bus,
+    } = admin_side;
     // Before the first child: every one starts contained (audit L1).
     cgroup::init(config.workers.cgroups);
     cgroup::before_front(&front_account).await;
@@ -144,7 +162,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let mut m = Monitor {
         config_path,
         pam: pam::Settings::from(&config.pam),
-        lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
+        status: startup_status(&config, &pin),
+        started: Instant::now(),
+        hub,
+        lockout,
         ctx: attach::Ctx {
             cloner: Arc::new(cloner),
             spawner: Spawner {
@@ -160,6 +181,26 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         workers: Workers::default(),
         front_nofile,
     };
+    let failure = event_loop(&mut m, &mut front, &mut event_rx, &mut request_rx).await?;
+    m.shutdown(&mut front).await;
+    // Whatever the children left behind, the front user's included.
+    cgroup::stop(&front_account).await;
+    // A dead front is a failure, so that Restart=on-failure restarts srpcd.
+    match failure {
+        Some(why) => Err(StartError::FrontDied(why.to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// The monitor's loop: one event at a time until SIGTERM/SIGINT (`None`) or
+/// the front's end (`Some(why)`); the snapshot is published after each.
+async fn event_loop(
+    m: &mut Monitor,
+    front: &mut Child,
+    event_rx: &mut mpsc::UnboundedReceiver<attach::Event>,
+    request_rx: &mut mpsc::UnboundedReceiver<admin::Request>,
+) -> Result<Option<&'static str>, StartError> {
+    let chan = Arc::clone(&m.chan);
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::io("signals"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::io("signals"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(StartError::io("signals"))?;
@@ -187,17 +228,84 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
             }
             _ = tick.tick() => m.reap_idle(),
             _ = sighup.recv() => drop(m.reload("SIGHUP").await),
+            Some(request) = request_rx.recv() => m.admin(request).await,
             _ = sigterm.recv() => break None,
             _ = sigint.recv() => break None,
         }
+        m.publish();
     };
-    m.shutdown(&mut front).await;
-    // Whatever the children left behind, the front user's included.
-    cgroup::stop(&front_account).await;
-    // A dead front is a failure, so that Restart=on-failure restarts srpcd.
-    match failure {
-        Some(why) => Err(StartError::FrontDied(why.to_owned())),
-        None => Ok(()),
+    Ok(failure)
+}
+
+/// The loop's end of the admin interface, and the bus connection serving it
+/// (held until srpcd stops: dropping it leaves the bus).
+struct AdminSide {
+    hub: admin::Hub,
+    requests: mpsc::UnboundedReceiver<admin::Request>,
+    _bus: Option<zbus::Connection>,
+}
+
+/// Serves the D-Bus interface if `admin.dbus` says so. No system bus is a
+/// warning (srpcd runs on without it); a name someone else owns refuses the
+/// start.
+async fn start_admin(
+    config: &Config,
+    pin: &str,
+    levels: crate::logging::LevelHandle,
+    lockout: &Arc<Mutex<Lockout>>,
+) -> Result<AdminSide, StartError> {
+    let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(admin::Snapshot {
+        status: startup_status(config, pin),
+        started: Instant::now(),
+        sessions: Vec::new(),
+        workers: Vec::new(),
+        pam_service: config.pam.service.clone(),
+        admin_group: config.admin.group.clone(),
+    }));
+    let (notices, notice_rx) = mpsc::unbounded_channel();
+    let (requests, request_rx) = mpsc::unbounded_channel();
+    let bus = if config.admin.dbus {
+        let served = admin::bus::Admin::new(snapshot_rx, requests, levels, Arc::clone(lockout));
+        match admin::bus::serve(served, notice_rx).await {
+            Ok(conn) => {
+                tracing::info!("serving {} on the system bus", admin::bus::BUS_NAME);
+                Some(conn)
+            }
+            Err(e @ admin::bus::ServeError::NameTaken) => {
+                return Err(StartError::Check(e.to_string()));
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Ok(AdminSide {
+        hub: admin::Hub {
+            snapshot,
+            notices,
+            worker_started: HashMap::new(),
+            revoking: Vec::new(),
+        },
+        requests: request_rx,
+        _bus: bus,
+    })
+}
+
+/// The parts of `Status` fixed at start.
+fn startup_status(config: &Config, pin: &str) -> admin::types::Status {
+    admin::types::Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: 0,
+        selinux: startup::selinux_mode().to_owned(),
+        listen: config.listen.to_string(),
+        pin: pin.to_owned(),
+        interface: admin::bus::INTERFACE.to_owned(),
+        sessions: 0,
+        workers: 0,
+        logins_in_progress: 0,
     }
 }
 
@@ -325,20 +433,10 @@ impl Monitor {
                 None => {}
             },
             ToMonitor::Attach { auth } => self.attach(auth).await,
+            ToMonitor::Revoked { auth } => self.revoked(auth),
             ToMonitor::SessionEnd { auth } => {
                 if let Some(Auth::Attached(a)) = self.auths.remove(&auth) {
-                    crate::audit::Event::SessionEnded {
-                        session: auth,
-                        user: &a.user,
-                        reason: "client",
-                    }
-                    .emit();
-                    let user = a.user;
-                    if let Some(w) = self.workers.by_user.get_mut(&user) {
-                        w.sessions = w.sessions.saturating_sub(1);
-                    }
-                    // The user's last session: the clone goes.
-                    self.maybe_idle(&user);
+                    self.session_ended(auth, &a.user, "client");
                 }
             }
         }
@@ -624,6 +722,29 @@ impl Monitor {
                 }
             }
         }
+    }
+}
+
+impl Monitor {
+    /// A session is over (its authentication is already out of the table):
+    /// counted off its worker, audited, signalled; the user's last session
+    /// takes the clone and the handlers with it.
+    fn session_ended(&mut self, auth: u64, user: &str, reason: &str) {
+        crate::audit::Event::SessionEnded {
+            session: auth,
+            user,
+            reason,
+        }
+        .emit();
+        let _ = self.hub.notices.send(admin::Notice::SessionEnded {
+            id: auth,
+            user: user.to_owned(),
+            reason: reason.to_owned(),
+        });
+        if let Some(w) = self.workers.by_user.get_mut(user) {
+            w.sessions = w.sessions.saturating_sub(1);
+        }
+        self.maybe_idle(user);
     }
 }
 

@@ -145,6 +145,15 @@ pub fn selinux_enabled() -> bool {
 
 /// Without SELinux the kernel still enforces DAC on every call, but not the
 /// policy module's types: say so loudly, or refuse when the config requires it.
+/// `enforcing`, `permissive` or `disabled`, as the kernel says now.
+pub fn selinux_mode() -> &'static str {
+    match std::fs::read("/sys/fs/selinux/enforce").as_deref() {
+        Ok([b'1', ..]) => "enforcing",
+        Ok(_) => "permissive",
+        Err(_) => "disabled",
+    }
+}
+
 pub fn check_selinux(config: &Config) -> Result<(), StartError> {
     if selinux_enabled() {
         return Ok(());
