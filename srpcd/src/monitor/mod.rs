@@ -13,6 +13,7 @@ mod fd_limit;
 mod fsat;
 mod handlers;
 mod launch;
+mod notify;
 mod start_limit;
 mod startup;
 mod user_limits;
@@ -93,6 +94,10 @@ struct Monitor {
     status: admin::types::Status,
     /// When srpcd started.
     started: Instant,
+    /// systemd's notifications.
+    notify: notify::Notifier,
+    /// The last STATUS line sent.
+    notified: String,
 }
 
 /// Runs srpcd until SIGTERM/SIGINT (`Ok`) or until the front dies
@@ -165,6 +170,8 @@ pub async fn run(
         status: startup_status(&config, &pin),
         started: Instant::now(),
         hub,
+        notify: notify::Notifier::from_env(),
+        notified: String::new(),
         lockout,
         ctx: attach::Ctx {
             cloner: Arc::new(cloner),
@@ -206,7 +213,7 @@ async fn event_loop(
     let mut sighup = signal(SignalKind::hangup()).map_err(StartError::io("signals"))?;
     let mut sigchld = signal(SignalKind::child()).map_err(StartError::io("signals"))?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let _ = sd_notify_ready();
+    m.notify.ready(&format!("serving on {}", m.config.listen));
     // Why srpcd stops, when it is a failure (not SIGTERM/SIGINT).
     let failure = loop {
         tokio::select! {
@@ -307,16 +314,6 @@ fn startup_status(config: &Config, pin: &str) -> admin::types::Status {
         workers: 0,
         logins_in_progress: 0,
     }
-}
-
-fn sd_notify_ready() -> std::io::Result<()> {
-    // Type=notify: tell systemd we are serving (no-op without NOTIFY_SOCKET).
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
-    };
-    let sock = std::os::unix::net::UnixDatagram::unbound()?;
-    sock.send_to(b"READY=1", PathBuf::from(path))?;
-    Ok(())
 }
 
 fn spawn_front(
@@ -638,7 +635,11 @@ impl Monitor {
     /// configuration and the TLS files, and hand them to the front. A bad
     /// file keeps everything as it was; either way the audit trail says so.
     async fn reload(&mut self, trigger: &str) -> Result<(), String> {
+        self.notify.reloading();
         let result = self.try_reload().await;
+        self.notified.clear();
+        self.notify
+            .ready(&format!("serving on {}", self.config.listen));
         let outcome = match &result {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("refused, keeping the running configuration: {e}"),
@@ -673,6 +674,7 @@ impl Monitor {
     /// workers stop and PAM sessions close.
     async fn shutdown(&mut self, front: &mut Child) {
         tracing::info!("shutting down");
+        self.notify.stopping();
         workers::terminate(front);
         let deadline = Instant::now() + FRONT_GRACE;
         while matches!(front.try_wait(), Ok(None)) && Instant::now() < deadline {

@@ -71,6 +71,14 @@ impl Monitor {
             logins_in_progress: u32::try_from(logins).unwrap_or(u32::MAX),
             ..self.status.clone()
         };
+        let line = format!(
+            "serving on {}: {} session(s), {} worker(s)",
+            status.listen, status.sessions, status.workers
+        );
+        if line != self.notified {
+            self.notify.status(&line);
+            self.notified = line;
+        }
         self.hub.snapshot.send_replace(Arc::new(Snapshot {
             status,
             started: self.started,
