@@ -91,11 +91,12 @@ pub fn classify(e: &zbus::Error) -> Failure {
         "ServiceUnknown" | "NameHasNoOwner" | "NoReply" | "Disconnected" | "UnknownObject" => {
             Failure::NotRunning(format!("{BUS_NAME} has no owner on the system bus"))
         }
-        "AccessDenied" => Failure::AccessDenied(if detail.is_empty() {
-            "the bus policy refused the call".to_owned()
-        } else {
-            detail
-        }),
+        // The bus daemon's refusal carries its whole rule dump: one line
+        // says it better. srpcd's own names the uid and the group.
+        "AccessDenied" if name.starts_with("org.freedesktop.DBus.") || detail.is_empty() => {
+            Failure::AccessDenied("the bus policy refused the call".to_owned())
+        }
+        "AccessDenied" => Failure::AccessDenied(detail),
         _ if detail.is_empty() => Failure::Refused(short),
         _ => Failure::Refused(detail),
     }
@@ -139,6 +140,11 @@ mod tests {
             "Rejected send message",
         ));
         assert_eq!(policy.code(), 4);
+        assert_eq!(
+            policy.message(),
+            "access denied: the bus policy refused the call \
+             (the admin methods are for root and group srpcadmin)"
+        );
         let ours = classify(&method_error(
             "org.srpc.Srpcd1.Error.AccessDenied",
             "uid 1000 is neither root nor in group srpcadmin",
