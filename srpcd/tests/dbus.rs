@@ -402,6 +402,67 @@ async fn srpcd_checks_the_caller_itself_when_the_bus_policy_lets_anyone_through(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_brings_a_changed_tree_to_live_sessions() {
+    let mut fx = Fixture::new();
+    let bob = fx.user(PASSWORD);
+    let admins = Group::new("r");
+    let bus = bus::start("reload", &admins.0);
+    let daemon = start(&mut fx, &bus.address, &admins.0);
+    let client = daemon.dial().await;
+    let session = client
+        .auth(&bob, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    let missing = session.walk("late").await.unwrap_err();
+    assert!(
+        matches!(
+            &missing,
+            Error::Server {
+                code: ErrorCode::NoSuchNode,
+                ..
+            }
+        ),
+        "{missing}"
+    );
+    let tree = daemon.dir.join("tree");
+    install_example("echo", &tree.join("late"), 0o755);
+    // A node that was open to bob is closed to him now.
+    std::fs::set_permissions(
+        tree.join("echo"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+
+    let reloaded = srpcctl(&bus.address, None, &["reload"]);
+    assert_eq!(reloaded.code, 0, "{}", reloaded.err);
+    // The re-sync runs off the loop: bounded wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let late = loop {
+        match session.walk("late").await {
+            Ok(fid) => break fid,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "still not there: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(late.append(b"new".to_vec()).await.unwrap().as_ref(), b"new");
+    let echo = session.walk("echo").await.unwrap();
+    let refused = echo.append(b"old".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Server {
+                code: ErrorCode::PermissionDenied,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    drop(session);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_srpcd_cannot_take_the_bus_name() {
     let mut fx = Fixture::new();
     let admins = Group::new("n");

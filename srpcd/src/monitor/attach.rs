@@ -43,6 +43,11 @@ pub enum Event {
     },
     /// An attach to a running worker has its clone synced.
     Synced(Synced),
+    /// A reload's re-sync of the user's clone is done.
+    Resynced {
+        /// Whose.
+        user: String,
+    },
 }
 
 /// One attach, done.
@@ -406,6 +411,63 @@ impl Monitor {
                 }
             }
         }
+    }
+}
+
+impl Monitor {
+    /// After a reload: every running worker's clone is synced again at each
+    /// attach path its sessions use, so live sessions see the changed tree
+    /// (new and removed nodes, changed modes: a changed endpoint is
+    /// re-created and its handler stopped, as at an attach). Off the loop,
+    /// counted in `pending` so a session ending meanwhile leaves the clone
+    /// to the task. Returns how many users' clones are being synced.
+    pub(super) fn resync_all(&mut self) -> usize {
+        let mut anames: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        for auth in self.auths.values() {
+            if let Auth::Attached(s) = auth {
+                anames
+                    .entry(s.user.clone())
+                    .or_default()
+                    .insert(s.aname.clone());
+            }
+        }
+        let mut started = 0;
+        for (user, paths) in anames {
+            let Some(slot) = self.clones.get(&user).map(Arc::clone) else {
+                continue;
+            };
+            let Some(w) = self.workers.by_user.get_mut(&user) else {
+                continue;
+            };
+            if !w.is_running() {
+                continue;
+            }
+            w.pending += 1;
+            let run_as = w.run_as();
+            let ctx = self.ctx.clone();
+            started += 1;
+            tokio::spawn(async move {
+                for aname in paths {
+                    let result =
+                        sync_clone(&ctx, Arc::clone(&slot), run_as.clone(), aname.clone()).await;
+                    if let Err(e) = result {
+                        let why = e.detail().map_or_else(|| e.answer().1, str::to_owned);
+                        tracing::warn!(user, aname, "re-sync after reload: {why}");
+                    }
+                }
+                let _ = ctx.events.send(Event::Resynced { user });
+            });
+        }
+        started
+    }
+
+    /// A reload's re-sync reported back.
+    pub(super) fn resynced(&mut self, user: &str) {
+        if let Some(w) = self.workers.by_user.get_mut(user) {
+            w.pending = w.pending.saturating_sub(1);
+        }
+        self.maybe_idle(user);
     }
 }
 

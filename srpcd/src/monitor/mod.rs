@@ -542,6 +542,7 @@ impl Monitor {
                 first,
             } => self.started(user, id, started, first).await,
             attach::Event::Synced(synced) => self.synced(synced, None).await,
+            attach::Event::Resynced { user } => self.resynced(&user),
         }
     }
 
@@ -636,7 +637,10 @@ impl Monitor {
     /// file keeps everything as it was; either way the audit trail says so.
     async fn reload(&mut self, trigger: &str) -> Result<(), String> {
         self.notify.reloading();
-        let result = self.try_reload().await;
+        let result = self.try_reload().await.map(|()| {
+            let users = self.resync_all();
+            tracing::info!("re-syncing the trees of {users} user(s) with live sessions");
+        });
         self.notified.clear();
         self.notify
             .ready(&format!("serving on {}", self.config.listen));
