@@ -46,14 +46,14 @@ avc_since() { # MARK [GREP-PATTERN...]: AVC denials after MARK matching every pa
     printf '%s' "$lines"
 }
 
-wait_avc() { # MARK PATTERN...: waits up to 3 s for a matching AVC, prints it
-    local i out
-    for i in $(seq 30); do
+wait_avc() { # MARK PATTERN...: waits up to 3 s (of the clock) for a matching AVC, prints it
+    local out deadline=$(($(date +%s) + 3))
+    while :; do
         out=$(avc_since "$@")
         if [ -n "$out" ]; then printf '%s\n' "$out"; return 0; fi
-        sleep 0.1
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.3
     done
-    return 1
 }
 
 password() { grep "^$1:" "$PWFILE" | cut -d: -f2-; }
