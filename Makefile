@@ -1,7 +1,7 @@
 # sRPC: the two entry points are `make demo` (the main job) and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt fuzz demo bench policy policy-test
+.PHONY: deps build test lint fmt fuzz demo bench policy policy-test vm-test vm-demo
 
 deps:
 	./scripts/install-deps
@@ -30,6 +30,15 @@ policy-test: deps
 # The main job: srpcd serving a demo tree that a client calls (root).
 demo:
 	./scripts/demo
+
+# End to end under Debian 12's SELinux policy, enforcing, in a qemu VM (root;
+# builds or reuses a cached image in /var/cache/srpc-vm; see vm-tests/README.md).
+vm-test:
+	./vm-tests/vm-test test
+
+# The demo's story inside the enforcing VM: contexts beside uids, bob's AVC.
+vm-demo:
+	./vm-tests/vm-test demo
 
 # Figures, not a test: echo calls through srpcd against a direct Unix socket (root).
 bench:
