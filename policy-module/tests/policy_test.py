@@ -338,6 +338,10 @@ def run_checks(r, pol, sepol, fc):
                    ("srpc_tls_key_t", "TLS key"), ("etc_t", "pam.d, limits.conf")]:
         allowed(SRPCD, obj(t), "file", "read", f"monitor reads {why}")
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
+    denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
+    allowed(SRPCD, f"{WORKERS['staff']}:s0:c1", "file", "read", "/proc/<pid>/stat of a worker")
+    denied(SRPCD, "system_u:system_r:sshd_t:s0", "file", "read", "/proc of unrelated processes")
+    denied(SRPCD, f"{WORKERS['staff']}:s0:c1", "process", "ptrace", "never ptrace a worker", "te")
     allowed(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "getattr", "lstat a symlink it skips")
     denied(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "read", "and never follows it", "te")
     denied(SRPCD, obj("unreserved_port_t"), "tcp_socket", "name_bind", "no other port", "te")
@@ -354,6 +358,11 @@ def run_checks(r, pol, sepol, fc):
     denied(FRONT, obj("srpc_tls_key_t"), "file", "read", "the key reaches the front in memory", "te")
     denied(FRONT, obj("srpc_port_t"), "tcp_socket", "name_bind", "only srpcd binds", "te")
     denied(FRONT, obj("srpc_endpoint_t"), "sock_file", "write", "the front calls no endpoint", "te")
+    allowed(FRONT, FRONT, "process", "setrlimit", "the front makes its core limit 0")
+    allowed(FRONT, obj("devlog_t"), "sock_file", "write", "the front logs to journald")
+    allowed(f"{WORKERS['staff']}:s0:c1", obj("devlog_t"), "sock_file", "write",
+            "workers log to journald")
+    denied(FRONT, obj("shell_exec_t"), "file", "execute", "the front runs no program", "te")
 
     # ---- Hostile handlers and workers ---------------------------------------------------
     hostile = [
