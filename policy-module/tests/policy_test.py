@@ -339,6 +339,9 @@ def run_checks(r, pol, sepol, fc):
         allowed(SRPCD, obj(t), "file", "read", f"monitor reads {why}")
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
     denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
+    allowed(SRPCD, obj("sysctl_fs_t"), "file", "read", "/proc/sys/fs/nr_open (nofile unlimited)")
+    denied(SRPCD, obj("srpc_worker_exec_t"), "file", "execute_no_trans",
+           "srpc-worker runs only in a worker domain", "te")
     allowed(SRPCD, f"{WORKERS['staff']}:s0:c1", "file", "read", "/proc/<pid>/stat of a worker")
     denied(SRPCD, "system_u:system_r:sshd_t:s0", "file", "read", "/proc of unrelated processes")
     denied(SRPCD, f"{WORKERS['staff']}:s0:c1", "process", "ptrace", "never ptrace a worker", "te")
