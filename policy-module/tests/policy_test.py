@@ -355,6 +355,16 @@ def run_checks(r, pol, sepol, fc):
     r.check(ports[:1] == ["srpc_port_t"], "portcon tcp 5640 is srpc_port_t (srpcd_port.cil)",
             f"got {ports}")
 
+    # ---- The admin interface on the system bus --------------------------------------
+    allowed(SRPCD, "system_u:system_r:system_dbusd_t:s0", "dbus", "acquire_svc", "own org.srpc.Srpcd1")
+    allowed(SRPCD, obj("system_dbusd_runtime_t"), "sock_file", "write", "connect to the system bus")
+    allowed("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023", SRPCD, "dbus", "send_msg",
+            "srpcctl as root")
+    allowed(SRPCD, "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023", "dbus", "send_msg",
+            "srpcd answers srpcctl")
+    denied("user_u:user_r:user_t:s0", SRPCD, "dbus", "send_msg", "a confined user cannot call it", "te")
+    denied(f"{WORKERS['staff']}:s0:c1", SRPCD, "dbus", "send_msg", "nor can a worker", "te")
+
     # ---- The front ---------------------------------------------------------------------
     allowed(FRONT, SRPCD, "tcp_socket", "accept", "TLS connections on srpcd's listener")
     allowed(FRONT, SRPCD, "unix_stream_socket", "read", "the monitor channel")
