@@ -438,3 +438,51 @@ async fn oversize_answers_are_refused_with_the_limit() {
     // And the front's channel to the monitor still serves.
     start_login(&mut c, 4, &alice, 10).await;
 }
+
+/// Section 11.3: a clunk does not cancel requests already pending on the
+/// fid. An append and a clunk of its fid sent in one write, without waiting
+/// for the append's reply: the append is answered by the handler, every time.
+/// Before, each request's fid was looked up when its task ran, so the clunk
+/// could win and the append fail with `bad_fid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clunk_right_after_an_append_does_not_cancel_it() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let d = daemon(&mut fx, |tree| {
+        support::install_example("echo", &tree.join("echo"), 0o755);
+    });
+    let mut c = raw::Conn::connect(&d.addr).await;
+    start_login(&mut c, 1, &alice, 1).await;
+    let reply = c.rpc(3, append(1, answers(&[PASSWORD]))).await;
+    assert!(matches!(reply, Message::Rappend { .. }), "{reply:?}");
+    let reply = c.rpc(4, tattach(2, 1, &alice)).await;
+    assert!(matches!(reply, Message::Rattach { .. }), "{reply:?}");
+    for round in 0..100u64 {
+        let seq = 10 + 10 * round;
+        let walk = Message::Twalk {
+            fid: 2,
+            newfid: 3,
+            names: vec!["echo".into()],
+        };
+        let reply = c.rpc(seq, walk).await;
+        assert!(matches!(reply, Message::Rwalk { .. }), "{reply:?}");
+        let payload = format!("call {round}");
+        let mut both = srpc_proto::encode(&srpc_proto::Frame::new(
+            seq + 1,
+            append(3, bytes::Bytes::from(payload.clone().into_bytes())),
+        ));
+        both.extend(srpc_proto::encode(&srpc_proto::Frame::new(
+            seq + 2,
+            Message::Tclunk { fid: 3 },
+        )));
+        c.send_bytes(&both).await;
+        for _ in 0..2 {
+            let reply = c.recv().await;
+            match (reply.seq - seq, &reply.msg) {
+                (1, Message::Rappend { data }) => assert_eq!(&data[..], payload.as_bytes()),
+                (2, Message::Rclunk) => {}
+                (_, other) => panic!("round {round}, seq {}: {other:?}", reply.seq),
+            }
+        }
+    }
+}

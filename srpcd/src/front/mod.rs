@@ -331,7 +331,7 @@ fn harden() -> Result<(), Box<dyn std::error::Error>> {
     debug_assert_eq!(getrlimit(Resource::Core).maximum, Some(0));
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
     // The monitor may have died before the line above took effect.
-    if rustix::process::getppid().map_or(true, rustix::process::Pid::is_init) {
+    if rustix::process::getppid().is_none_or(rustix::process::Pid::is_init) {
         return Err("the monitor is gone".into());
     }
     Ok(())

@@ -11,7 +11,9 @@ mod clone;
 mod fd_limit;
 mod fsat;
 mod handlers;
+mod labeling;
 mod launch;
+mod security;
 mod start_limit;
 mod startup;
 mod user_limits;
@@ -81,7 +83,8 @@ struct Monitor {
 /// Runs srpcd until SIGTERM/SIGINT (`Ok`) or until the front dies
 /// (`StartError::FrontDied`).
 pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError> {
-    startup::check_selinux(&config)?;
+    let selinux = startup::check_selinux(&config)?;
+    let security = security::Security::init(&config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(&config)?;
     let pin = startup::pin(&tls.cert)?;
@@ -123,6 +126,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         config.tree.root.clone(),
         runtime,
         u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
+        security.as_ref().map(|s| s.open_types()),
     )
     .map_err(StartError::io(format!(
         "preparing {}/users and {}/staging",
@@ -141,6 +145,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
                 call_timeout: config.workers.call_timeout,
             },
             events,
+            security,
         },
         clones: HashMap::new(),
         config,
@@ -468,6 +473,9 @@ impl Monitor {
             if let Some(w) = self.workers.by_user.remove(&user) {
                 // Whatever the worker or its handlers left ends with it.
                 cgroup::user_done(&user, w.account.uid);
+                if let (Some(_), Some(s)) = (&w.security, &self.ctx.security) {
+                    s.release(&user);
+                }
                 if let Some(session) = w.pam {
                     // Session modules may take their time: off the loop.
                     tokio::spawn(close_session(user, session));
@@ -587,7 +595,8 @@ async fn close_session(user: String, session: pam::Session) {
 /// `srpcd --check-config`: everything `run` checks before it serves, without
 /// binding or starting anything. Returns the server certificate's pin.
 pub fn check(config: &Config) -> Result<String, StartError> {
-    startup::check_selinux(config)?;
+    let selinux = startup::check_selinux(config)?;
+    security::Security::init(config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(config)?;
     startup::libexec(config)?;

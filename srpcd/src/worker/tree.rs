@@ -146,8 +146,25 @@ fn stat_of(fd: &OwnedFd, name: String) -> Result<Stat, Errno> {
         owner: super::names::user_name(st.st_uid),
         group: super::names::group_name(st.st_gid),
         mtime: st.st_mtime,
-        label: None,
+        label: label_of(fd),
     })
+}
+
+/// The node's SELinux label, as the kernel checks it on a call: the type the
+/// monitor gave its clone node, at the user's level. `None` without SELinux
+/// (no `security.selinux` attribute) or when it cannot be read.
+fn label_of(fd: &OwnedFd) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    // An O_PATH fd takes no fgetxattr; its /proc link names the same inode.
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let mut buf = [0u8; 256];
+    let n = rustix::fs::getxattr(path.as_str(), "security.selinux", &mut buf[..]).ok()?;
+    let bytes = buf.get(..n)?;
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end])
+        .ok()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
 }
 
 impl Tree {
@@ -446,6 +463,31 @@ mod tests {
         let names: Vec<String> = t.list(1).unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["b"]);
         assert_eq!(t.list(2).unwrap_err().code, ErrorCode::NotDirectory);
+    }
+
+    #[test]
+    fn stat_shows_the_nodes_selinux_label_and_none_without_one() {
+        let dir = tmp_tree();
+        // Without SELinux, root may still set the attribute (tmpfs and ext4
+        // keep it), which is what the monitor's labelling leaves on a clone.
+        let label = "system_u:object_r:srpc_endpoint_t:s0:c1,c2";
+        let set = rustix::fs::setxattr(
+            dir.join("a/b/echo"),
+            "security.selinux",
+            format!("{label}\0").as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        );
+        let mut t = Tree::new(dir.clone(), "u".into());
+        t.attach(1, "u", "/a").unwrap();
+        t.walk(1, 2, &names(&["b", "echo"])).unwrap();
+        if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            // The kernel labels every node; vm-tests check which label.
+            assert!(t.stat(1).unwrap().label.is_some());
+            return;
+        }
+        set.unwrap();
+        assert_eq!(t.stat(2).unwrap().label.as_deref(), Some(label));
+        assert_eq!(t.stat(1).unwrap().label, None);
     }
 
     #[test]
