@@ -414,6 +414,13 @@ def run_checks(r, pol, sepol, fc):
                "another user's listener", "constraint")
     allowed("staff_u:staff_r:srpcexample_handler_t:s0:c1", obj("srpcexample_data_t"), "file", "read",
             "the example's handler reads its data")
+    for handler in ["srpc_handler_t", "srpc_admin_handler_t"]:
+        h = f"staff_u:staff_r:{handler}:s0:c1"
+        allowed(h, obj("etc_t"), "file", "read", f"{handler} resolves names (/etc/passwd)")
+        allowed(h, obj("proc_t"), "file", "read", f"{handler} reads /proc/loadavg")
+    for t, c, p, why in [("etc_t", "file", "read", "/etc/passwd"), ("proc_t", "file", "read", "/proc")]:
+        denied("staff_u:staff_r:srpcexample_handler_t:s0:c1", obj(t), c, p,
+               f"an application's handler gets only what its module grants: {why}", "te")
     denied("staff_u:staff_r:srpc_handler_t:s0:c1", obj("srpcexample_data_t"), "file", "read",
            "other handlers do not", "te")
     for name, base in WORKERS.items():
