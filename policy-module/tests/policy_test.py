@@ -340,6 +340,8 @@ def run_checks(r, pol, sepol, fc):
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
     denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
     allowed(SRPCD, obj("sysctl_fs_t"), "file", "read", "/proc/sys/fs/nr_open (nofile unlimited)")
+    for s_ in [SRPCD, FRONT, f"{WORKERS['user']}:s0:c1", "staff_u:staff_r:srpcexample_handler_t:s0:c1"]:
+        allowed(s_, obj("sysctl_vm_overcommit_t"), "file", "read", "glibc malloc's overcommit_memory")
     denied(SRPCD, obj("srpc_worker_exec_t"), "file", "execute_no_trans",
            "srpc-worker runs only in a worker domain", "te")
     allowed(SRPCD, f"{WORKERS['staff']}:s0:c1", "file", "read", "/proc/<pid>/stat of a worker")
