@@ -62,6 +62,7 @@ pub struct Admin {
     requests: mpsc::UnboundedSender<Request>,
     levels: LevelHandle,
     lockout: Arc<Mutex<Lockout>>,
+    security: Option<Arc<crate::monitor::security::Security>>,
 }
 
 impl Admin {
@@ -71,12 +72,14 @@ impl Admin {
         requests: mpsc::UnboundedSender<Request>,
         levels: LevelHandle,
         lockout: Arc<Mutex<Lockout>>,
+        security: Option<Arc<crate::monitor::security::Security>>,
     ) -> Admin {
         Admin {
             snapshot,
             requests,
             levels,
             lockout,
+            security,
         }
     }
 
@@ -236,6 +239,7 @@ impl Admin {
         let latest = self.latest();
         let ctx = explain::Ctx {
             lockout: Arc::clone(&self.lockout),
+            security: self.security.clone(),
             pam_service: latest.pam_service.clone(),
             admin_group: latest.admin_group.clone(),
         };

@@ -54,9 +54,17 @@ impl Monitor {
                 sessions: w.sessions,
                 started_unix: started.get(&w.id).map_or(0, |t| unix_secs(*t)),
                 idle_secs: w.idle_since.map_or(0, |t| now.duration_since(t).as_secs()),
-                // SEAM(labels): the worker's context and level, once it has one.
-                context: String::new(),
-                level: String::new(),
+                // Empty without SELinux.
+                context: w
+                    .security
+                    .as_ref()
+                    .map(|s| s.worker.clone())
+                    .unwrap_or_default(),
+                level: w
+                    .security
+                    .as_ref()
+                    .and_then(|s| s.worker.splitn(4, ':').nth(3).map(str::to_owned))
+                    .unwrap_or_default(),
             })
             .collect();
         workers.sort_by(|a, b| a.user.cmp(&b.user));

@@ -1,7 +1,8 @@
 //! `ExplainUser`: what srpcd would do with a login of this user, and why —
-//! the account, its groups, the lockout, the PAM service file, and (once the
-//! SELinux labels work lands) the SELinux user, role, level and context the
-//! user's worker would get. Runs on the blocking pool (NSS may be slow);
+//! the account, its groups, the lockout, the PAM service file, and the
+//! SELinux user, role, level and context the user's worker would get (or why
+//! the login would be refused), decided as a login decides them but without
+//! holding a level. Runs on the blocking pool (NSS may be slow);
 //! reads the lockout under its mutex, never the loop's state.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,6 +17,8 @@ use crate::users::Account;
 pub struct Ctx {
     /// The failure counts.
     pub lockout: Arc<Mutex<Lockout>>,
+    /// The SELinux state (`None` without SELinux).
+    pub security: Option<Arc<crate::monitor::security::Security>>,
     /// `pam.service`.
     pub pam_service: String,
     /// `admin.group`.
@@ -37,15 +40,30 @@ pub struct SelinuxPart {
     pub why: String,
 }
 
-/// SEAM(labels): the labels crate of the SELinux work computes the seuser,
-/// role, level and worker context of `account` (seusers, default contexts,
-/// the label map). Until it is merged this says so and decides nothing.
-pub fn selinux_part(_account: &Account) -> SelinuxPart {
-    SelinuxPart {
-        why: "not computed: srpcd does not set SELinux contexts yet \
-              (the labels crate of the SELinux work fills this in)"
-            .to_owned(),
-        ..SelinuxPart::default()
+/// The seuser, role, level and worker context `account` would get, and how
+/// they were decided (or why the login would be refused).
+pub fn selinux_part(
+    account: &Account,
+    security: Option<&crate::monitor::security::Security>,
+) -> SelinuxPart {
+    let Some(security) = security else {
+        return SelinuxPart {
+            why: "SELinux is not enabled: workers run on Unix permissions alone".to_owned(),
+            ..SelinuxPart::default()
+        };
+    };
+    match security.explain(account) {
+        Ok(r) => SelinuxPart {
+            seuser: r.seuser.clone(),
+            role: r.role.clone(),
+            level: r.level.to_string(),
+            context: r.context.clone(),
+            why: r.to_string(),
+        },
+        Err(why) => SelinuxPart {
+            why,
+            ..SelinuxPart::default()
+        },
     }
 }
 
@@ -110,7 +128,7 @@ pub fn explain(user: &str, ctx: &Ctx) -> Explanation {
             ctx.pam_service
         )
     };
-    let selinux = selinux_part(&account);
+    let selinux = selinux_part(&account, ctx.security.as_deref());
     out.seuser = selinux.seuser;
     out.role = selinux.role;
     out.level = selinux.level;
@@ -138,6 +156,7 @@ mod tests {
     fn ctx(service: &str) -> Ctx {
         Ctx {
             lockout: Arc::new(Mutex::new(Lockout::new(&crate::config::Limits::default()))),
+            security: None,
             pam_service: service.to_owned(),
             admin_group: "srpcadmin".to_owned(),
         }
@@ -164,7 +183,15 @@ mod tests {
             "{}",
             root.verdict
         );
-        assert!(root.context.is_empty() && root.selinux.starts_with("not computed"));
+        // This host runs no SELinux (the enforcing case is in vm-tests).
+        if !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            assert!(root.context.is_empty(), "{}", root.context);
+            assert!(
+                root.selinux.starts_with("SELinux is not enabled"),
+                "{}",
+                root.selinux
+            );
+        }
     }
 
     #[test]
