@@ -39,7 +39,7 @@ pub struct Status {
     pub logins_in_progress: u32,
 }
 
-/// One session, `ListSessions()`: `a(tssst)`.
+/// One session, `ListSessions()`: `a(tssstut)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Session {
     /// The session id (`KillSession` takes it).
@@ -52,9 +52,13 @@ pub struct Session {
     pub aname: String,
     /// When it attached, seconds since the Unix epoch.
     pub started_unix: u64,
+    /// Fids bound to it, as the front counts (updated every few seconds).
+    pub fids: u32,
+    /// Calls it made, as the front counts (likewise).
+    pub calls: u64,
 }
 
-/// One worker, `ListWorkers()`: `a(suusuttss)`.
+/// One worker, `ListWorkers()`: `a(suusutttss)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Worker {
     /// The user it runs as.
@@ -67,6 +71,8 @@ pub struct Worker {
     pub state: String,
     /// Sessions it serves.
     pub sessions: u32,
+    /// Calls made by those sessions (as the front counts).
+    pub calls: u64,
     /// When it started, seconds since the Unix epoch (0: not started).
     pub started_unix: u64,
     /// Seconds since its last session ended (0 while it has sessions).

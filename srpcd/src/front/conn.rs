@@ -710,6 +710,9 @@ impl Conn {
         let op = if node.kind == QidType::Dir {
             "list"
         } else {
+            node.session
+                .calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             "call"
         };
         self.forward(&node, op, move |wfid| Message::Tappend { fid: wfid, data })
