@@ -1,7 +1,7 @@
 # sRPC: the two entry points are `make demo` (the main job) and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt fuzz demo bench
+.PHONY: deps build test lint fmt fuzz demo bench policy policy-test
 
 deps:
 	./scripts/install-deps
@@ -14,8 +14,18 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Format and lint first (cheap, and clippy shares the build with the tests).
-test: lint
+test: lint policy-test
 	$(CARGO) test --workspace
+
+# The SELinux policy module (policy-module/, docs/selinux.md): build srpcd.pp.
+policy: deps
+	$(MAKE) -C policy-module
+
+# selint, then the policy decision tests: the module and the example module linked
+# into a copy of the installed policy store, decisions asked offline (no SELinux
+# kernel needed).
+policy-test: deps
+	$(MAKE) -C policy-module test
 
 # The main job: srpcd serving a demo tree that a client calls (root).
 demo:

@@ -24,6 +24,8 @@ pub(crate) struct Spec {
     pub rlimits: Vec<Rlimit>,
     /// The cgroup directory whose `cgroup.procs` the launcher joins.
     pub cgroup: Option<CString>,
+    /// The SELinux context the program is exec'd in.
+    pub exec_context: Option<CString>,
 }
 
 impl Spec {
@@ -56,6 +58,9 @@ impl Spec {
         if let Some(cg) = &self.cgroup {
             put("cgroup", cg.as_bytes());
         }
+        if let Some(c) = &self.exec_context {
+            put("context", c.as_bytes());
+        }
         out
     }
 
@@ -83,6 +88,7 @@ impl Spec {
                 b"ids" => spec.credentials = Some(parse_ids(text()?)?),
                 b"rlimit" => spec.rlimits.push(Rlimit::decode(text()?)?),
                 b"cgroup" => spec.cgroup = Some(cstring()?),
+                b"context" => spec.exec_context = Some(cstring()?),
                 other => {
                     return Err(format!(
                         "spec: unknown key {:?}",
@@ -140,6 +146,7 @@ mod tests {
                 hard: None,
             }],
             cgroup: Some(c"/sys/fs/cgroup/srpcd/u-1001".to_owned()),
+            exec_context: Some(c"staff_u:staff_r:staff_srpc_worker_t:s0:c1,c2".to_owned()),
         };
         assert_eq!(Spec::decode(&spec.encode()), Ok(spec.clone()));
         let with_groups = Spec {

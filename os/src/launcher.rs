@@ -2,9 +2,10 @@
 //! fresh single-threaded root process, so — unlike the monitor's fork — it may
 //! allocate, read files and take its time, and the user cannot signal it while
 //! it still is root. It reads its [`Spec`] from a pipe, joins the cgroup, sets
-//! the resource limits, moves the listener to fd 3, drops to the user's ids
-//! (each change checked), sets `PR_SET_NO_NEW_PRIVS` and `LISTEN_PID` (exec keeps
-//! the pid) and execs the program. Any failure is written to the status pipe
+//! the resource limits, moves the listener to fd 3, sets the SELinux exec
+//! context (if any), drops to the user's ids (each change checked), sets
+//! `PR_SET_NO_NEW_PRIVS` and `LISTEN_PID` (exec keeps the pid) and execs the
+//! program. Any failure is written to the status pipe
 //! (close-on-exec, so a successful exec closes it with nothing written) and the
 //! launcher exits 127.
 //!
@@ -123,6 +124,14 @@ fn launch(listener: RawFd, status: RawFd, spec_fd: RawFd) -> Result<Never, Failu
     {
         return Err(fail(st, "close_range")(io::Error::last_os_error()));
     }
+    // Set while still root (the policy lets srpcd_t, not the user, choose the
+    // context); it holds across the id change and applies at the exec below,
+    // which the kernel refuses if the policy does not allow the transition.
+    if let Some(context) = &spec.exec_context {
+        let text = lossy(context);
+        crate::selinux::set_exec_context(&text)
+            .map_err(fail(st, &format!("setting the exec context {text}")))?;
+    }
     if let Some(c) = &spec.credentials {
         drop_ids(c.uid, c.gid, &c.groups).map_err(fail(st, "changing ids"))?;
     }
@@ -205,9 +214,11 @@ fn drop_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     }
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: the three pointers are to live locals.
-    let uids_ok = unsafe { libc::getresuid(&mut r, &mut e, &mut s) } == 0 && [r, e, s] == [uid; 3];
+    let uids_ok = unsafe { libc::getresuid(&raw mut r, &raw mut e, &raw mut s) } == 0
+        && [r, e, s] == [uid; 3];
     // SAFETY: the three pointers are to live locals.
-    let gids_ok = unsafe { libc::getresgid(&mut r, &mut e, &mut s) } == 0 && [r, e, s] == [gid; 3];
+    let gids_ok = unsafe { libc::getresgid(&raw mut r, &raw mut e, &raw mut s) } == 0
+        && [r, e, s] == [gid; 3];
     let mut now = vec![0 as libc::gid_t; groups.len() + 1];
     // SAFETY: `now` has room for now.len() gids.
     let n = unsafe {

@@ -9,6 +9,7 @@
 //! - [`dup_fd`]: a copy of an fd the process was given by number.
 //! - [`peer_credentials`], [`peer_security_context`]: who is at the other end of a
 //!   Unix socket, as the kernel says; [`user_name`]: the name of a uid.
+//! - [`selinux`]: the kernel's SELinux interface (mode, contexts, labels).
 
 mod error;
 mod fd;
@@ -17,6 +18,7 @@ mod launcher;
 mod listen;
 mod rlimit;
 mod scm;
+pub mod selinux;
 mod socket;
 mod spawn;
 mod users;

@@ -96,7 +96,7 @@ impl Rlimit {
             rlim_max: 0,
         };
         // SAFETY: getrlimit writes into the live local `raw`.
-        if unsafe { libc::getrlimit(resource.raw(), &mut raw) } != 0 {
+        if unsafe { libc::getrlimit(resource.raw(), &raw mut raw) } != 0 {
             return Err(io::Error::last_os_error());
         }
         let value = |v: libc::rlim_t| (v != libc::RLIM_INFINITY).then_some(v);
@@ -114,7 +114,7 @@ impl Rlimit {
             rlim_max: self.hard.unwrap_or(libc::RLIM_INFINITY),
         };
         // SAFETY: setrlimit reads the live local `raw`.
-        if unsafe { libc::setrlimit(self.resource.raw(), &raw) } != 0 {
+        if unsafe { libc::setrlimit(self.resource.raw(), &raw const raw) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())

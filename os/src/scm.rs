@@ -64,7 +64,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: &[u8]) -> Result<
     };
     // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_space(1) as _;
@@ -73,7 +73,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: &[u8]) -> Result<
     // and its data lie inside it; CMSG_FIRSTHDR returns non-null since
     // msg_controllen >= sizeof(cmsghdr).
     unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes(1)) as _;
@@ -84,7 +84,7 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: &[u8]) -> Result<
         // SAFETY: `msg` points at `iov` (over `data`, borrowed for this call) and at
         // `control`, both alive for the duration of the call; the kernel only reads
         // them.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &raw const msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
             break n.unsigned_abs();
         }
@@ -132,7 +132,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<(OwnedFd, 
     };
     // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_space(RECV_FD_ROOM).min(size_of::<ControlBuf>()) as _;
@@ -140,7 +140,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<(OwnedFd, 
         // SAFETY: `msg` points at `iov` (over `buf`, exclusively borrowed) and at
         // `control`, both alive for the call and at least as long as the lengths
         // given; the kernel writes only within them.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n >= 0 {
             break n.unsigned_abs();
         }
@@ -322,17 +322,17 @@ mod tests {
         // control (128 bytes) holds CMSG_SPACE of up to 16 fds.
         unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
+            msg.msg_iov = &raw mut iov;
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
             msg.msg_controllen = libc::CMSG_SPACE(payload) as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
             let bytes: Vec<u8> = fds.iter().flat_map(|fd| fd.to_ne_bytes()).collect();
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), libc::CMSG_DATA(cmsg), bytes.len());
-            assert!(libc::sendmsg(sock.as_raw_fd(), &msg, 0) > 0);
+            assert!(libc::sendmsg(sock.as_raw_fd(), &raw const msg, 0) > 0);
         }
     }
 }

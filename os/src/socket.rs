@@ -52,7 +52,7 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> Result<PeerCred, Error> {
             libc::SOL_SOCKET,
             libc::SO_PEERCRED,
             std::ptr::from_mut(&mut cred).cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 {
@@ -100,7 +100,7 @@ pub fn peer_security_context(fd: BorrowedFd<'_>) -> Result<Option<String>, Error
                 libc::SOL_SOCKET,
                 libc::SO_PEERSEC,
                 buf.as_mut_ptr().cast(),
-                &mut len,
+                &raw mut len,
             )
         };
         if rc == 0 {
@@ -172,7 +172,7 @@ fn int_option(fd: BorrowedFd<'_>, option: libc::c_int, op: &'static str) -> Resu
             libc::SOL_SOCKET,
             option,
             std::ptr::from_mut(&mut value).cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 {

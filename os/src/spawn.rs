@@ -86,6 +86,7 @@ pub struct ListenFdCommand {
     credentials: Option<Credentials>,
     rlimits: Vec<Rlimit>,
     cgroup: Option<PathBuf>,
+    exec_context: Option<String>,
 }
 
 /// A prepared spawn: the launcher's command and the pipe its verdict comes on.
@@ -147,6 +148,7 @@ impl ListenFdCommand {
             credentials: None,
             rlimits: Vec::new(),
             cgroup: None,
+            exec_context: None,
         }
     }
 
@@ -178,6 +180,13 @@ impl ListenFdCommand {
     /// Joins this cgroup v2 directory (as root, before anything else).
     pub fn cgroup(&mut self, dir: impl AsRef<Path>) -> &mut ListenFdCommand {
         self.cgroup = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Execs the program in this SELinux context (set by the launcher as its
+    /// last step before the exec, in its own single thread).
+    pub fn exec_context(&mut self, context: impl Into<String>) -> &mut ListenFdCommand {
+        self.exec_context = Some(context.into());
         self
     }
 
@@ -234,6 +243,11 @@ impl ListenFdCommand {
                 .cgroup
                 .as_deref()
                 .map(|p| cstring(p.as_os_str().as_bytes()))
+                .transpose()?,
+            exec_context: self
+                .exec_context
+                .as_deref()
+                .map(|c| cstring(c.as_bytes()))
                 .transpose()?,
         }
         .encode();
@@ -411,6 +425,32 @@ mod tests {
         assert_eq!(&lines[2..5], ["65534", "65534", "65534"]);
         // EXTRA, PATH, the three LISTEN_* and the shell's own PWD: nothing inherited.
         assert_eq!(lines[5], "6");
+    }
+
+    #[test]
+    fn an_exec_context_the_kernel_does_not_take_fails_the_launch_before_exec() {
+        // Without SELinux the kernel refuses the exec context; with SELinux, an
+        // invalid context is refused the same way (vm-tests). Either way the
+        // program must not run in whatever context it would have had.
+        if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            return;
+        }
+        let (listener, path) = listener("context");
+        let mut spawn = ListenFdCommand::new("/bin/sh", listener.into(), "/x");
+        spawn
+            .arg("-c")
+            .arg("echo ran")
+            .credentials(nobody(vec![]))
+            .exec_context("staff_u:staff_r:staff_srpc_worker_t:s0:c1,c2");
+        let (_, status, out) = run(spawn);
+        std::fs::remove_file(path).unwrap();
+        let e = status.unwrap_err().to_string();
+        assert!(
+            e.contains("setting the exec context staff_u:staff_r:staff_srpc_worker_t:s0:c1,c2"),
+            "{e}"
+        );
+        assert!(out.stdout.is_empty());
+        assert!(!out.status.success());
     }
 
     #[test]

@@ -30,10 +30,10 @@ pub fn user_name(uid: u32) -> Result<Option<String>, Error> {
         let rc = unsafe {
             libc::getpwuid_r(
                 uid,
-                &mut pwd,
+                &raw mut pwd,
                 buf.as_mut_ptr().cast(),
                 buf.len(),
-                &mut result,
+                &raw mut result,
             )
         };
         if rc == libc::ERANGE && buf.len() < MAX_PASSWD_BUF {

@@ -271,7 +271,7 @@ impl Message {
 
     /// True for requests (client to server).
     pub fn is_request(&self) -> bool {
-        (self.kind() as u32) % 2 == 0
+        (self.kind() as u32).is_multiple_of(2)
     }
 
     /// An error reply.

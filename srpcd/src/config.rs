@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     /// Worker processes.
     pub workers: Workers,
+    /// SELinux: the label map and levels.
+    pub selinux: Selinux,
     /// The D-Bus admin interface.
     pub admin: Admin,
 }
@@ -196,6 +198,20 @@ pub struct Workers {
     pub cgroups: CgroupMode,
 }
 
+/// `[selinux]` (used when the kernel runs SELinux).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Selinux {
+    /// The admin's additions to the shipped label map (SELinux user → role →
+    /// worker type); a missing file means the shipped map alone.
+    #[serde(deserialize_with = "absolute_path")]
+    pub label_map: PathBuf,
+    /// Let users whose SELinux range holds no category set of their own (e.g.
+    /// `user_u`'s stock `s0`) log in at a level other users share, which MCS
+    /// then does not separate (logged as a warning at every such login).
+    pub allow_shared_level: bool,
+}
+
 /// `workers.cgroups`: how srpcd contains what it starts (read at start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CgroupMode {
@@ -232,6 +248,16 @@ impl Default for Config {
             limits: Limits::default(),
             workers: Workers::default(),
             admin: Admin::default(),
+            selinux: Selinux::default(),
+        }
+    }
+}
+
+impl Default for Selinux {
+    fn default() -> Self {
+        Selinux {
+            label_map: PathBuf::from("/etc/srpc/label-map.toml"),
+            allow_shared_level: false,
         }
     }
 }

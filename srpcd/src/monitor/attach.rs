@@ -17,6 +17,8 @@ use srpc_proto::ErrorCode;
 use tokio::sync::mpsc;
 
 use super::clone::{CloneError, Cloner, RunAs, UserClone};
+use super::labeling::UserSecurity;
+use super::security::Security;
 use super::workers::{Spawner, Worker};
 use super::{Attached, Auth, Monitor};
 use crate::ipc::ToFront;
@@ -36,8 +38,9 @@ pub enum Event {
         user: String,
         /// The worker id the start was for.
         id: u64,
-        /// The process, its PAM session and the front's end of its link.
-        started: Result<(Child, pam::Session, OwnedFd), String>,
+        /// The process, its PAM session, the front's end of its link and
+        /// its SELinux context and labels.
+        started: Result<Started, AttachError>,
         /// The attach that started it.
         first: Synced,
     },
@@ -48,6 +51,18 @@ pub enum Event {
         /// Whose.
         user: String,
     },
+}
+
+/// A worker that started.
+pub struct Started {
+    /// The process.
+    pub child: Child,
+    /// The user's PAM session.
+    pub session: pam::Session,
+    /// The front's end of its link.
+    pub link: OwnedFd,
+    /// Its SELinux context and the clone's labels (`None` without SELinux).
+    pub security: Option<UserSecurity>,
 }
 
 /// One attach, done.
@@ -65,11 +80,15 @@ pub struct Synced {
 }
 
 /// Why an attach failed.
+#[derive(Clone)]
 pub enum AttachError {
     /// The clone at the attach path could not be made.
     Clone(CloneError),
     /// The user's worker could not be started.
     NoWorker(String),
+    /// The user's SELinux mapping gives no valid context: the login is
+    /// refused, saying why (the user's own mapping, and the admin's fix).
+    NoContext(String),
 }
 
 impl AttachError {
@@ -92,13 +111,16 @@ impl AttachError {
                 ErrorCode::Unavailable,
                 "the user's worker could not start".into(),
             ),
+            AttachError::NoContext(m) => (ErrorCode::PermissionDenied, m.clone()),
         }
     }
 
     /// Whether the server's log must say why.
     fn detail(&self) -> Option<&str> {
         match self {
-            AttachError::Clone(CloneError::Internal(m)) | AttachError::NoWorker(m) => Some(m),
+            AttachError::Clone(CloneError::Internal(m))
+            | AttachError::NoWorker(m)
+            | AttachError::NoContext(m) => Some(m),
             AttachError::Clone(_) => None,
         }
     }
@@ -120,6 +142,8 @@ pub struct Ctx {
     pub spawner: Spawner,
     /// Where tasks report.
     pub events: mpsc::UnboundedSender<Event>,
+    /// The SELinux state (`None` without SELinux).
+    pub security: Option<Arc<Security>>,
 }
 
 impl Monitor {
@@ -168,6 +192,8 @@ impl Monitor {
         // worker died under live sessions), else open one with this login.
         let old = self.workers.by_user.remove(&user);
         let carried = old.as_ref().map_or(0, |w| w.sessions);
+        // A restart after a crash keeps the user's context and level.
+        let kept = old.as_ref().and_then(|w| w.security.clone());
         let (account, opening) = match (old, fresh) {
             (Some(mut old), fresh) if old.pam.is_some() => {
                 finish_in_background(fresh);
@@ -189,7 +215,7 @@ impl Monitor {
             }
         };
         let id = self.workers.next_id();
-        let mut worker = Worker::starting(id, account.clone(), carried);
+        let mut worker = Worker::starting(id, account.clone(), carried, kept.clone());
         worker.pending = 1;
         self.workers.by_user.insert(user.clone(), worker);
         let tree = self.ctx.cloner.tree_of(&user);
@@ -207,6 +233,7 @@ impl Monitor {
                 result: Ok(()),
             },
             id,
+            kept,
         ));
     }
 
@@ -249,27 +276,41 @@ impl Monitor {
         &mut self,
         user: String,
         id: u64,
-        started: Result<(Child, pam::Session, OwnedFd), String>,
+        started: Result<Started, AttachError>,
         first: Synced,
     ) {
         let Some(w) = self.workers.by_user.get_mut(&user).filter(|w| w.id == id) else {
             // srpcd is stopping (the entry went): nothing to hand out.
-            if let Ok((mut child, session, _)) = started {
+            if let Ok(Started {
+                mut child,
+                session,
+                security,
+                ..
+            }) = started
+            {
                 let _ = child.kill();
                 let _ = child.wait();
                 tokio::spawn(async move { drop(session.close().await) });
+                if let (Some(_), Some(s)) = (security, &self.ctx.security) {
+                    s.release(&user);
+                }
             }
             return;
         };
         w.starting = false;
         let queued = std::mem::take(&mut w.queued);
         match started {
-            Ok((child, session, link)) => {
+            Ok(Started {
+                child,
+                session,
+                link,
+                security,
+            }) => {
                 crate::audit::Event::WorkerStarted {
                     user: &user,
                     uid: w.account.uid,
                     pid: child.id(),
-                    context: None,
+                    context: security.as_ref().map(|s| s.worker.as_str()),
                 }
                 .emit();
                 self.hub
@@ -277,6 +318,7 @@ impl Monitor {
                     .insert(w.id, std::time::SystemTime::now());
                 w.child = Some(child);
                 w.pam = Some(session);
+                w.security = security;
                 self.synced(first, Some(link)).await;
                 let Some(w) = self.workers.by_user.get(&user) else {
                     return;
@@ -294,17 +336,16 @@ impl Monitor {
                     ));
                 }
             }
-            Err(message) => {
-                tracing::error!(user, "no worker: {message}");
+            Err(error) => {
                 let failed = |q: Queued| Synced {
                     auth: q.auth,
                     user: user.clone(),
                     session: q.session,
                     new_session: q.new_session,
-                    result: Err(AttachError::NoWorker(message.clone())),
+                    result: Err(error.clone()),
                 };
                 let all: Vec<Synced> = std::iter::once(Synced {
-                    result: Err(AttachError::NoWorker(message.clone())),
+                    result: Err(error.clone()),
                     ..first
                 })
                 .chain(queued.into_iter().map(failed))
@@ -524,8 +565,10 @@ async fn sync_clone(
         .map_err(AttachError::Clone)
 }
 
-/// Opens the PAM session (or takes the kept one), starts the worker, syncs
-/// the first attach's clone, and reports.
+/// Finds the user's SELinux context (or takes the kept one), opens the PAM
+/// session (or takes the kept one), starts the worker, syncs the first
+/// attach's clone, and reports.
+#[allow(clippy::too_many_arguments)]
 async fn start(
     ctx: Ctx,
     slot: CloneSlot,
@@ -534,31 +577,44 @@ async fn start(
     tree: std::path::PathBuf,
     mut first: Synced,
     id: u64,
+    kept: Option<UserSecurity>,
 ) {
-    let session = match opening {
-        Opening::Open(Some(session)) => Ok(session),
-        Opening::Open(None) => Err("no PAM session to start a worker in".to_owned()),
-        Opening::Start(tx) => tx.open_session().await.map_err(|e| e.to_string()),
+    let fresh = kept.is_none();
+    let security = match (kept, ctx.security.clone()) {
+        (Some(kept), _) => Ok(Some(kept)),
+        (None, None) => Ok(None),
+        (None, Some(s)) => {
+            let who = account.clone();
+            tokio::task::spawn_blocking(move || s.for_user(&who))
+                .await
+                .unwrap_or_else(|e| Err(format!("finding the SELinux context: {e}")))
+                .map(Some)
+        }
     };
-    let started = match session {
-        Ok(session) => match ctx.spawner.spawn(&account, session.env(), &tree) {
-            Ok((child, link)) => Ok((child, session, link)),
-            Err(e) => {
-                drop(session.close().await);
-                Err(e.to_string())
+    let started = match security {
+        Ok(security) => start_worker(&ctx, &account, opening, &tree, security).await,
+        Err(message) => {
+            tracing::error!(user = account.name, "login refused: {message}");
+            opening.abandon();
+            Err(AttachError::NoContext(message))
+        }
+    };
+    match &started {
+        Ok(s) => {
+            let run_as = RunAs {
+                security: s.security.clone(),
+                account: account.clone(),
+                env: s.session.env().to_vec(),
+            };
+            first.result = sync_clone(&ctx, slot, run_as, first.session.aname.clone()).await;
+        }
+        // A level found for this start goes back with it.
+        Err(_) if fresh => {
+            if let Some(s) = &ctx.security {
+                s.release(&account.name);
             }
-        },
-        Err(e) => Err(e),
-    };
-    if started.is_ok() {
-        let run_as = RunAs {
-            account: account.clone(),
-            env: started
-                .as_ref()
-                .map(|(_, s, _)| s.env().to_vec())
-                .unwrap_or_default(),
-        };
-        first.result = sync_clone(&ctx, slot, run_as, first.session.aname.clone()).await;
+        }
+        Err(_) => {}
     }
     let _ = ctx.events.send(Event::Started {
         user: first.user.clone(),
@@ -568,10 +624,61 @@ async fn start(
     });
 }
 
+/// Opens the PAM session (or takes the kept one) and starts the worker in it.
+async fn start_worker(
+    ctx: &Ctx,
+    account: &Account,
+    opening: Opening,
+    tree: &std::path::Path,
+    security: Option<UserSecurity>,
+) -> Result<Started, AttachError> {
+    let session = match opening {
+        Opening::Open(Some(session)) => session,
+        Opening::Open(None) => {
+            return Err(AttachError::NoWorker(
+                "no PAM session to start a worker in".to_owned(),
+            ))
+        }
+        Opening::Start(tx) => tx
+            .open_session()
+            .await
+            .map_err(|e| AttachError::NoWorker(e.to_string()))?,
+    };
+    let context = security.as_ref().map(|s| s.worker.as_str());
+    match ctx.spawner.spawn(account, session.env(), tree, context) {
+        Ok((child, link)) => Ok(Started {
+            child,
+            session,
+            link,
+            security,
+        }),
+        Err(e) => {
+            drop(session.close().await);
+            Err(AttachError::NoWorker(e.to_string()))
+        }
+    }
+}
+
+impl Opening {
+    /// Ends what this start would have used, off the loop.
+    fn abandon(self) {
+        match self {
+            Opening::Open(Some(session)) => {
+                tokio::spawn(async move { drop(session.close().await) });
+            }
+            Opening::Open(None) => {}
+            Opening::Start(tx) => {
+                tokio::spawn(async move { drop(tx.finish().await) });
+            }
+        }
+    }
+}
+
 impl Worker {
     /// What its handlers run as.
     pub fn run_as(&self) -> RunAs {
         RunAs {
+            security: self.security.clone(),
             account: self.account.clone(),
             env: self
                 .pam

@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use super::attrs::{self, Canonical, NodeKind};
 use super::fsat;
+use super::labeling::{NodeTypes, UserLabels, UserSecurity};
 use crate::users::Account;
 
 /// Largest service descriptor read (it holds one short line).
@@ -75,6 +76,8 @@ struct Fingerprint {
     /// Moves with every chmod, chown and ACL change too.
     ctime: (i64, i64),
     attrs: Canonical,
+    /// The clone node's SELinux label (a new file-context rule changes it).
+    label: Option<String>,
 }
 
 /// Why a clone could not be made. The first two are the client's: the
@@ -131,7 +134,12 @@ pub struct Cloner {
     handler_idle_secs: u32,
     /// Names in the staging directory.
     serial: AtomicU64,
+    /// Opens the file-context rules for a labelled sync (with SELinux).
+    file_types: Option<OpenTypes>,
 }
+
+/// Opens the node types for one sync.
+pub type OpenTypes = Box<dyn Fn() -> Result<Box<dyn NodeTypes>, String> + Send + std::marker::Sync>;
 
 /// One user's clone.
 pub struct UserClone {
@@ -146,6 +154,14 @@ pub struct RunAs {
     pub account: Account,
     /// PAM's environment for the user's processes.
     pub env: Vec<(String, String)>,
+    /// The user's SELinux context and labels (`None` without SELinux).
+    pub security: Option<UserSecurity>,
+}
+
+impl RunAs {
+    fn labels(&self) -> Option<&UserLabels> {
+        self.security.as_ref().map(|s| &s.labels)
+    }
 }
 
 /// What one sync works on.
@@ -153,13 +169,20 @@ struct Sync<'a> {
     cloner: &'a Cloner,
     clone: &'a mut UserClone,
     run_as: &'a RunAs,
+    /// The node types, when the clone is labelled.
+    types: Option<Box<dyn NodeTypes>>,
 }
 
 impl Cloner {
     /// Opens `runtime` (made root's, 0755, by startup) and makes `users` and
     /// `staging` afresh below it: whatever an earlier run left there goes,
     /// removed without following anything in it.
-    pub fn new(tree_root: PathBuf, runtime: &Path, handler_idle_secs: u32) -> io::Result<Cloner> {
+    pub fn new(
+        tree_root: PathBuf,
+        runtime: &Path,
+        handler_idle_secs: u32,
+        file_types: Option<OpenTypes>,
+    ) -> io::Result<Cloner> {
         let run = fsat::open_root(runtime)?;
         let root_only = |mode: u32| attrs::CloneAttrs {
             uid: 0,
@@ -183,6 +206,7 @@ impl Cloner {
             staging: Arc::new(staging),
             handler_idle_secs,
             serial: AtomicU64::new(0),
+            file_types,
         })
     }
 
@@ -217,7 +241,9 @@ impl Cloner {
             let user = account.name.clone();
             move |e: io::Error| format!("clone of {user}: {what}: {e}")
         };
-        let dir = fsat::ensure_dir(self.users.as_fd(), name).map_err(here("users/<user>"))?;
+        let session = run_as.labels().map(UserLabels::session_dir);
+        let dir = fsat::ensure_dir_labelled(self.users.as_fd(), name, session.as_deref())
+            .map_err(here("users/<user>"))?;
         fsat::apply(dir.as_fd(), &attrs::private_to(account.uid, 0))
             .map_err(here("users/<user>"))?;
         let clone = clone.get_or_insert_with(|| UserClone {
@@ -226,13 +252,27 @@ impl Cloner {
         });
         let mut canon = fsat::open_root(&self.tree_root)
             .map_err(|e| format!("{}: {e}", self.tree_root.display()))?;
-        let mut target = fsat::ensure_dir(dir.as_fd(), OsStr::new("tree")).map_err(here("tree"))?;
+        let types = match (run_as.labels(), &self.file_types) {
+            (Some(_), Some(open)) => Some(open()?),
+            (Some(_), None) => {
+                return Err(CloneError::Internal(
+                    "a labelled clone without file contexts".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         let mut sync = Sync {
             cloner: self,
             clone,
             run_as,
+            types,
         };
-        sync.dir_attrs(canon.as_fd(), target.as_fd(), Path::new("/"))?;
+        let mut target = sync.make_dir(
+            canon.as_fd(),
+            dir.as_fd(),
+            OsStr::new("tree"),
+            Path::new(""),
+        )?;
         // The directories down to the attach point, as in the canonical tree.
         let mut rel = PathBuf::new();
         for part in Path::new(aname).components() {
@@ -253,9 +293,7 @@ impl Cloner {
                     )),
                 }
             })?;
-            let next_target =
-                fsat::ensure_dir(target.as_fd(), part).map_err(here("attach path"))?;
-            sync.dir_attrs(next.as_fd(), next_target.as_fd(), &rel)?;
+            let next_target = sync.make_dir(next.as_fd(), target.as_fd(), part, &rel)?;
             canon = next;
             target = next_target;
         }
@@ -291,18 +329,39 @@ impl Cloner {
 }
 
 impl Sync<'_> {
-    /// Gives the clone directory `target` the attributes of `canon`.
-    fn dir_attrs(
+    /// The clone directory `name` below `parent` for the canonical directory
+    /// `canon` (at `rel` in the tree), made if missing, labelled from its first
+    /// moment, with the attributes of `canon`.
+    fn make_dir(
         &mut self,
         canon: BorrowedFd<'_>,
-        target: BorrowedFd<'_>,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
         rel: &Path,
-    ) -> Result<(), String> {
-        let at = |e: &dyn std::fmt::Display| format!("{}: {e}", rel.display());
-        let canonical = canonical_of(canon).map_err(|e| at(&e))?.1;
+    ) -> Result<OwnedFd, String> {
+        let at = |e: &dyn std::fmt::Display| format!("/{}: {e}", rel.display());
+        let (st, canonical) = canonical_of(canon).map_err(|e| at(&e))?;
+        let label = self.label(rel, st.st_mode).map_err(|e| at(&e))?;
+        let target =
+            fsat::ensure_dir_labelled(parent, name, label.as_deref()).map_err(|e| at(&e))?;
         let attrs = attrs::translate(&canonical, NodeKind::Dir, self.run_as.account.uid)
             .map_err(|e| at(&e))?;
-        fsat::apply(target, &attrs).map_err(|e| at(&e))
+        fsat::apply(target.as_fd(), &attrs).map_err(|e| at(&e))?;
+        Ok(target)
+    }
+
+    /// The clone node's label for the canonical node at `rel` of `mode`
+    /// (`None` without SELinux).
+    fn label(&self, rel: &Path, mode: u32) -> Result<Option<String>, String> {
+        let (Some(labels), Some(types)) = (self.run_as.labels(), self.types.as_deref()) else {
+            return Ok(None);
+        };
+        let canonical = if rel.as_os_str().is_empty() {
+            self.cloner.tree_root.clone()
+        } else {
+            self.cloner.tree_root.join(rel)
+        };
+        labels.node(types, &canonical, mode).map(Some)
     }
 
     fn dir(
@@ -333,8 +392,7 @@ impl Sync<'_> {
                     let Ok(sub) = fsat::open_dir(canon, name) else {
                         continue;
                     };
-                    let sub_target = fsat::ensure_dir(target, name).map_err(at)?;
-                    self.dir_attrs(sub.as_fd(), sub_target.as_fd(), &child)?;
+                    let sub_target = self.make_dir(sub.as_fd(), target, name, &child)?;
                     self.dir(sub.as_fd(), sub_target.as_fd(), &child, depth + 1)?;
                     keep.push(name.to_owned());
                 }
@@ -390,11 +448,19 @@ impl Sync<'_> {
             );
             return None;
         }
+        let label = match self.label(rel, st.st_mode) {
+            Ok(label) => label,
+            Err(e) => {
+                tracing::warn!("{}: not cloned: no label: {e}", path.display());
+                return None;
+            }
+        };
         let fingerprint = Fingerprint {
             dev: st.st_dev,
             ino: st.st_ino,
             ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
             attrs: fingerprint,
+            label,
         };
         if st.st_mode & 0o111 != 0 {
             return Some((EndpointKind::Handler(path), fingerprint));
@@ -458,7 +524,12 @@ impl Sync<'_> {
         self.clone.endpoints.remove(rel);
         let staging = self.cloner.staging.as_fd();
         let tmp = self.cloner.staging_name("sock");
-        let made = UnixListener::bind(fsat::path_in(staging, &tmp)).and_then(|listener| {
+        let label = canonical.label.as_deref();
+        let socket = self.run_as.labels().map(UserLabels::listener);
+        let bound = fsat::labelled(label, socket, || {
+            UnixListener::bind(fsat::path_in(staging, &tmp))
+        });
+        let made = bound.and_then(|listener| {
             let node = fsat::open_node(staging, &tmp)?;
             fsat::apply(node.as_fd(), &attrs)?;
             let ino = fsat::stat(node.as_fd())?.st_ino;

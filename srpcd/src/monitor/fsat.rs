@@ -18,6 +18,7 @@ use rustix::fs::{
     openat2, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat,
 };
 use rustix::io::Errno;
+use srpc_os::selinux::CreateContext;
 
 use super::attrs::{CloneAttrs, ACL_XATTR, MAX_ACL};
 
@@ -210,10 +211,75 @@ pub fn apply(fd: BorrowedFd<'_>, attrs: &CloneAttrs) -> io::Result<()> {
     }
 }
 
+/// Where the node's SELinux label is kept.
+const LABEL_XATTR: &str = "security.selinux";
+
+/// The SELinux label of the node `fd` refers to (`None` when it has none).
+pub fn label_of(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
+    let mut buf = [0u8; 512];
+    match rustix::fs::getxattr(proc_path(fd), LABEL_XATTR, &mut buf[..]) {
+        Ok(len) => {
+            let bytes = &buf[..len];
+            let end = bytes.iter().position(|b| *b == 0).unwrap_or(len);
+            Ok(std::str::from_utf8(&bytes[..end]).ok().map(str::to_owned))
+        }
+        Err(Errno::NODATA | Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Gives the node `fd` refers to the SELinux label `label`, unless it has it.
+pub fn relabel(fd: BorrowedFd<'_>, label: &str) -> io::Result<()> {
+    if label_of(fd)?.as_deref() == Some(label) {
+        return Ok(());
+    }
+    rustix::fs::setxattr(
+        proc_path(fd),
+        LABEL_XATTR,
+        label.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(io_err)
+}
+
+/// Runs `make` with the nodes it creates on this thread labelled `label`, and
+/// the sockets `socket` (each when given): labelled from their first moment.
+/// `make` must not move threads (it is synchronous).
+pub fn labelled<T>(
+    label: Option<&str>,
+    socket: Option<&str>,
+    make: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let _held = match (label, socket) {
+        (Some(l), Some(s)) => Some(CreateContext::files(l)?.and_sockets(s)?),
+        (Some(l), None) => Some(CreateContext::files(l)?),
+        (None, _) => None,
+    };
+    make()
+}
+
 /// The directory `name` below `parent`, made if missing (mode 0700, root's,
 /// until [`apply`] gives it its attributes). Anything else of that name is
 /// removed first.
 pub fn ensure_dir(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    ensure_dir_labelled(parent, name, None)
+}
+
+/// [`ensure_dir`], the directory labelled `label` if it is made here (and
+/// relabelled to it if it was there already).
+pub fn ensure_dir_labelled(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    label: Option<&str>,
+) -> io::Result<OwnedFd> {
+    let fd = labelled(label, None, || make_dir(parent, name))?;
+    if let Some(label) = label {
+        relabel(fd.as_fd(), label)?;
+    }
+    Ok(fd)
+}
+
+fn make_dir(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
     match rustix::fs::mkdirat(parent, element(name)?, Mode::from_raw_mode(0o700)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(io_err(e)),

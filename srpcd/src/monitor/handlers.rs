@@ -202,6 +202,9 @@ fn spawn_handler(
     let place = super::cgroup::Place::Handler(run_as.account.uid);
     super::cgroup::place(&mut cmd, place)?;
     cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
+    if let Some(security) = &run_as.security {
+        cmd.exec_context(super::security::handler_context(&security.worker, exe)?);
+    }
     let tag = super::launch::Tag {
         role: super::launch::Role::Handler,
         user: run_as.account.name.clone(),

@@ -12,8 +12,10 @@ mod clone;
 mod fd_limit;
 mod fsat;
 mod handlers;
+mod labeling;
 mod launch;
 mod notify;
+mod security;
 mod start_limit;
 mod startup;
 mod user_limits;
@@ -107,7 +109,8 @@ pub async fn run(
     config: Config,
     levels: crate::logging::LevelHandle,
 ) -> Result<(), StartError> {
-    startup::check_selinux(&config)?;
+    let selinux = startup::check_selinux(&config)?;
+    let security = security::Security::init(&config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(&config)?;
     let pin = startup::pin(&tls.cert)?;
@@ -153,17 +156,8 @@ pub async fn run(
     send_configure(&chan, &config, &tls).await?;
     drop(tls);
 
-    let cloner = clone::Cloner::new(
-        config.tree.root.clone(),
-        runtime,
-        u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
-    )
-    .map_err(StartError::io(format!(
-        "preparing {}/users and {}/staging",
-        runtime.display(),
-        runtime.display()
-    )))?;
     let (events, mut event_rx) = mpsc::unbounded_channel();
+    let ctx = task_ctx(&config, runtime, worker_bin, security, events)?;
     let mut m = Monitor {
         config_path,
         pam: pam::Settings::from(&config.pam),
@@ -173,14 +167,7 @@ pub async fn run(
         notify: notify::Notifier::from_env(),
         notified: String::new(),
         lockout,
-        ctx: attach::Ctx {
-            cloner: Arc::new(cloner),
-            spawner: Spawner {
-                program: worker_bin,
-                call_timeout: config.workers.call_timeout,
-            },
-            events,
-        },
+        ctx,
         clones: HashMap::new(),
         config,
         chan: Arc::clone(&chan),
@@ -307,7 +294,13 @@ fn startup_status(config: &Config, pin: &str) -> admin::types::Status {
     admin::types::Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: 0,
-        selinux: startup::selinux_mode().to_owned(),
+        selinux: match startup::selinux_mode() {
+            Ok(srpc_os::selinux::Mode::Enforcing) => "enforcing",
+            Ok(srpc_os::selinux::Mode::Permissive) => "permissive",
+            Ok(srpc_os::selinux::Mode::Disabled) => "disabled",
+            Err(_) => "unknown",
+        }
+        .to_owned(),
         listen: config.listen.to_string(),
         pin: pin.to_owned(),
         interface: admin::bus::INTERFACE.to_owned(),
@@ -620,6 +613,9 @@ impl Monitor {
             if let Some(w) = self.workers.by_user.remove(&user) {
                 // Whatever the worker or its handlers left ends with it.
                 cgroup::user_done(&user, w.account.uid);
+                if let (Some(_), Some(s)) = (&w.security, &self.ctx.security) {
+                    s.release(&user);
+                }
                 if let Some(session) = w.pam {
                     // Session modules may take their time: off the loop.
                     tokio::spawn(close_session(user, session));
@@ -771,10 +767,43 @@ async fn close_session(user: String, session: pam::Session) {
     }
 }
 
+/// What the tasks the loop starts share: the cloner (its `users` and
+/// `staging` made afresh), the worker spawner, the SELinux state.
+fn task_ctx(
+    config: &Config,
+    runtime: &Path,
+    worker_bin: PathBuf,
+    security: Option<Arc<security::Security>>,
+    events: mpsc::UnboundedSender<attach::Event>,
+) -> Result<attach::Ctx, StartError> {
+    let cloner = clone::Cloner::new(
+        config.tree.root.clone(),
+        runtime,
+        u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
+        security.as_ref().map(|s| s.open_types()),
+    )
+    .map_err(StartError::io(format!(
+        "preparing {}/users and {}/staging",
+        runtime.display(),
+        runtime.display()
+    )))?;
+    Ok(attach::Ctx {
+        cloner: Arc::new(cloner),
+        spawner: Spawner {
+            program: worker_bin,
+            call_timeout: config.workers.call_timeout,
+            canonical_root: config.tree.root.clone(),
+        },
+        events,
+        security,
+    })
+}
+
 /// `srpcd --check-config`: everything `run` checks before it serves, without
 /// binding or starting anything. Returns the server certificate's pin.
 pub fn check(config: &Config) -> Result<String, StartError> {
-    startup::check_selinux(config)?;
+    let selinux = startup::check_selinux(config)?;
+    security::Security::init(config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
     let tls = startup::read_tls(config)?;
     startup::libexec(config)?;

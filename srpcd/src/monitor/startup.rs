@@ -138,34 +138,42 @@ pub fn pin(cert_pem: &[u8]) -> Result<String, StartError> {
         .map_err(|e| StartError::Check(format!("TLS certificate: {e}")))
 }
 
-/// Whether the kernel runs SELinux (its filesystem is mounted).
-pub fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
+/// How the kernel runs SELinux, for the start checks and the log.
+pub fn selinux_mode() -> Result<srpc_os::selinux::Mode, StartError> {
+    srpc_os::selinux::mode().map_err(StartError::io("reading SELinux's mode"))
 }
 
-/// Without SELinux the kernel still enforces DAC on every call, but not the
-/// policy module's types: say so loudly, or refuse when the config requires it.
-/// `enforcing`, `permissive` or `disabled`, as the kernel says now.
-pub fn selinux_mode() -> &'static str {
-    match std::fs::read("/sys/fs/selinux/enforce").as_deref() {
-        Ok([b'1', ..]) => "enforcing",
-        Ok(_) => "permissive",
-        Err(_) => "disabled",
+/// Without SELinux (or with it permissive) the kernel still enforces DAC on
+/// every call, but not the policy module's types and levels: say so loudly,
+/// or refuse when the config requires SELinux to enforce.
+pub fn check_selinux(config: &Config) -> Result<srpc_os::selinux::Mode, StartError> {
+    use srpc_os::selinux::Mode;
+    let mode = selinux_mode()?;
+    match (mode, config.require_selinux) {
+        (Mode::Enforcing, _) => {}
+        (Mode::Disabled, true) => {
+            return Err(StartError::Check(
+                "SELinux is not enabled in this kernel and require_selinux = true: not starting"
+                    .into(),
+            ))
+        }
+        (Mode::Permissive, true) => {
+            return Err(StartError::Check(
+                "SELinux is permissive (it logs denials but does not enforce them) and \
+                 require_selinux = true: not starting (setenforce 1, or enforcing in \
+                 /etc/selinux/config)"
+                    .into(),
+            ))
+        }
+        (Mode::Disabled, false) => tracing::warn!(
+            "SELinux is not enabled: calls are checked by Unix permissions (DAC) alone; \
+             set require_selinux = true to refuse to run like this"
+        ),
+        (Mode::Permissive, false) => tracing::warn!(
+            "SELinux is permissive: workers and handlers run in their own contexts but \
+             denials are only logged, so calls are checked by Unix permissions (DAC) alone; \
+             set require_selinux = true to refuse to run like this"
+        ),
     }
-}
-
-pub fn check_selinux(config: &Config) -> Result<(), StartError> {
-    if selinux_enabled() {
-        return Ok(());
-    }
-    if config.require_selinux {
-        return Err(StartError::Check(
-            "SELinux is not enabled in this kernel and require_selinux = true: not starting".into(),
-        ));
-    }
-    tracing::warn!(
-        "SELinux is not enabled: calls are checked by Unix permissions (DAC) alone; \
-         set require_selinux = true to refuse to run like this"
-    );
-    Ok(())
+    Ok(mode)
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use srpc_os::{Credentials, ListenFdCommand};
 
+use super::labeling::UserSecurity;
 use super::launch::{self, Prepared, Role, Tag};
 use super::user_limits;
 use crate::pam;
@@ -36,12 +37,20 @@ pub struct Worker {
     pub pending: u32,
     /// Attaches waiting for the start to finish.
     pub queued: Vec<super::attach::Queued>,
+    /// Its SELinux context and clone labels (`None` without SELinux); the
+    /// level stays the user's while this entry lives.
+    pub security: Option<UserSecurity>,
 }
 
 impl Worker {
     /// A worker whose start is under way, carrying `sessions` from the one
     /// that died (if any).
-    pub fn starting(id: u64, account: Account, sessions: u32) -> Worker {
+    pub fn starting(
+        id: u64,
+        account: Account,
+        sessions: u32,
+        security: Option<UserSecurity>,
+    ) -> Worker {
         Worker {
             id,
             account,
@@ -53,6 +62,7 @@ impl Worker {
             starting: true,
             pending: 0,
             queued: Vec::new(),
+            security,
         }
     }
 
@@ -74,25 +84,34 @@ pub struct Spawner {
     pub program: PathBuf,
     /// `workers.call_timeout_secs`, passed to each worker started.
     pub call_timeout: Duration,
+    /// The canonical tree, which the worker's stat describes.
+    pub canonical_root: PathBuf,
 }
 
 impl Spawner {
-    /// Starts a worker for `account`, walking `tree` (the user's clone);
-    /// returns it and the front's end of its link.
+    /// Starts a worker for `account`, walking `tree` (the user's clone), in
+    /// the SELinux context `context` if given; returns it and the front's end
+    /// of its link.
     pub fn spawn(
         &self,
         account: &Account,
         pam_env: &[(String, String)],
         tree: &Path,
+        context: Option<&str>,
     ) -> std::io::Result<(Child, OwnedFd)> {
         let (front_end, worker_end) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = ListenFdCommand::new(&self.program, OwnedFd::from(worker_end), "srpc-link");
         cmd.arg("--tree-root")
             .arg(tree)
+            .arg("--canonical-root")
+            .arg(&self.canonical_root)
             .arg("--user")
             .arg(&account.name)
             .arg("--call-timeout-secs")
             .arg(self.call_timeout.as_secs().to_string());
+        if let Some(context) = context {
+            cmd.exec_context(context);
+        }
         // A clean environment: PAM's (pam_env, pam_systemd) plus the basics.
         let tag = Tag {
             role: Role::Worker,
