@@ -77,9 +77,9 @@ pub struct Worker {
     pub started_unix: u64,
     /// Seconds since its last session ended (0 while it has sessions).
     pub idle_secs: u64,
-    /// Its SELinux context; empty until workers get contexts of their own.
+    /// Its SELinux context; empty without SELinux.
     pub context: String,
-    /// Its MLS/MCS level; empty until then.
+    /// Its MLS/MCS level; empty without SELinux.
     pub level: String,
 }
 
@@ -106,7 +106,7 @@ pub struct Explanation {
     pub pam_file: String,
     /// `login possible (PAM decides the password)` or why it would be refused.
     pub verdict: String,
-    /// SELinux user; empty while the labels work is not there (see `selinux`).
+    /// SELinux user; empty without SELinux or a context (see `selinux`).
     pub seuser: String,
     /// SELinux role; empty likewise.
     pub role: String,

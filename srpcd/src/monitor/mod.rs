@@ -121,7 +121,7 @@ pub async fn run(
 
     // Before anything starts: a second srpcd on the same bus stops here.
     let lockout = Arc::new(Mutex::new(Lockout::new(&config.limits)));
-    let admin_side = start_admin(&config, &pin, levels, &lockout).await?;
+    let admin_side = start_admin(&config, &pin, levels, &lockout, security.clone()).await?;
     let AdminSide {
         hub,
         requests: mut request_rx,
@@ -247,6 +247,7 @@ async fn start_admin(
     pin: &str,
     levels: crate::logging::LevelHandle,
     lockout: &Arc<Mutex<Lockout>>,
+    security: Option<Arc<security::Security>>,
 ) -> Result<AdminSide, StartError> {
     let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(admin::Snapshot {
         status: startup_status(config, pin),
@@ -259,7 +260,8 @@ async fn start_admin(
     let (notices, notice_rx) = mpsc::unbounded_channel();
     let (requests, request_rx) = mpsc::unbounded_channel();
     let bus = if config.admin.dbus {
-        let served = admin::bus::Admin::new(snapshot_rx, requests, levels, Arc::clone(lockout));
+        let served =
+            admin::bus::Admin::new(snapshot_rx, requests, levels, Arc::clone(lockout), security);
         match admin::bus::serve(served, notice_rx).await {
             Ok(conn) => {
                 tracing::info!("serving {} on the system bus", admin::bus::BUS_NAME);
@@ -595,7 +597,7 @@ impl Monitor {
                         user,
                         pid: child.id(),
                         status: &status.to_string(),
-                        context: None,
+                        context: w.security.as_ref().map(|s| s.worker.as_str()),
                     }
                     .emit();
                     if w.stopping || (w.sessions == 0 && w.pending == 0) {

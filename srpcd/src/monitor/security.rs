@@ -67,6 +67,46 @@ impl Security {
     /// the user until [`Security::release`]. Reads seusers and the user's group
     /// names (NSS may be remote): call it off the monitor's loop.
     pub fn for_user(&self, account: &Account) -> Result<UserSecurity, String> {
+        let resolved = {
+            let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+            self.resolve(account, &mut levels)?
+        };
+        if resolved.shared_level {
+            tracing::warn!(
+                user = account.name,
+                level = %resolved.level,
+                shares_with = resolved.shares_with.join(","),
+                "SELinux: {} logs in at the shared level {} (selinux.allow_shared_level = true): \
+                 MCS does not separate this user's worker, handlers and clone from other users' \
+                 at that level",
+                account.name,
+                resolved.level
+            );
+        }
+        Ok(UserSecurity {
+            worker: resolved.context,
+            labels: UserLabels::new(resolved.level),
+        })
+    }
+
+    /// `explain-user`: the context a login of `account` would get and why,
+    /// resolved on a copy of the level allocator (no level is held).
+    pub fn explain(&self, account: &Account) -> Result<srpc_labels::Resolved, String> {
+        let mut levels = self
+            .levels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.resolve(account, &mut levels)
+    }
+
+    /// Resolves `account` against seusers, the label map and the loaded
+    /// policy, taking its level from `levels`.
+    fn resolve(
+        &self,
+        account: &Account,
+        levels: &mut LevelAllocator,
+    ) -> Result<srpc_labels::Resolved, String> {
         let seusers = Seusers::load(&self.paths.seusers()).map_err(|e| e.to_string())?;
         let groups: Vec<String> = account
             .groups
@@ -89,26 +129,7 @@ impl Security {
             policy: &KernelPolicy,
             allow_shared_level: self.allow_shared,
         };
-        let resolved = {
-            let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-            srpc_labels::resolve(&user, &sources, &mut levels).map_err(|e| e.to_string())?
-        };
-        if resolved.shared_level {
-            tracing::warn!(
-                user = account.name,
-                level = %resolved.level,
-                shares_with = resolved.shares_with.join(","),
-                "SELinux: {} logs in at the shared level {} (selinux.allow_shared_level = true): \
-                 MCS does not separate this user's worker, handlers and clone from other users' \
-                 at that level",
-                account.name,
-                resolved.level
-            );
-        }
-        Ok(UserSecurity {
-            worker: resolved.context,
-            labels: UserLabels::new(resolved.level),
-        })
+        srpc_labels::resolve(&user, &sources, levels).map_err(|e| e.to_string())
     }
 
     /// Gives the user's level back (the user's worker entry went).

@@ -62,6 +62,7 @@ pub struct Admin {
     requests: mpsc::UnboundedSender<Request>,
     levels: LevelHandle,
     lockout: Arc<Mutex<Lockout>>,
+    security: Option<Arc<crate::monitor::security::Security>>,
 }
 
 impl Admin {
@@ -71,12 +72,14 @@ impl Admin {
         requests: mpsc::UnboundedSender<Request>,
         levels: LevelHandle,
         lockout: Arc<Mutex<Lockout>>,
+        security: Option<Arc<crate::monitor::security::Security>>,
     ) -> Admin {
         Admin {
             snapshot,
             requests,
             levels,
             lockout,
+            security,
         }
     }
 
@@ -238,6 +241,7 @@ impl Admin {
             lockout: Arc::clone(&self.lockout),
             pam_service: latest.pam_service.clone(),
             admin_group: latest.admin_group.clone(),
+            security: self.security.clone(),
         };
         tokio::task::spawn_blocking(move || explain::explain(&user, &ctx))
             .await

@@ -64,9 +64,17 @@ impl Monitor {
                     .sum(),
                 started_unix: started.get(&w.id).map_or(0, |t| unix_secs(*t)),
                 idle_secs: w.idle_since.map_or(0, |t| now.duration_since(t).as_secs()),
-                // SEAM(labels): the worker's context and level, once it has one.
-                context: String::new(),
-                level: String::new(),
+                context: w
+                    .security
+                    .as_ref()
+                    .map_or_else(String::new, |s| s.worker.clone()),
+                // `user:role:type:level`: the level is all after the third `:`.
+                level: w
+                    .security
+                    .as_ref()
+                    .and_then(|s| s.worker.splitn(4, ':').nth(3))
+                    .unwrap_or_default()
+                    .to_owned(),
             })
             .collect();
         workers.sort_by(|a, b| a.user.cmp(&b.user));

@@ -1,8 +1,9 @@
 //! `ExplainUser`: what srpcd would do with a login of this user, and why —
-//! the account, its groups, the lockout, the PAM service file, and (once the
-//! SELinux labels work lands) the SELinux user, role, level and context the
-//! user's worker would get. Runs on the blocking pool (NSS may be slow);
-//! reads the lockout under its mutex, never the loop's state.
+//! the account, its groups, the lockout, the PAM service file, and the
+//! SELinux user, role, level and context the user's worker would get (from
+//! srpc-labels through `monitor::security`, resolved on a copy of the level
+//! allocator so nothing is held). Runs on the blocking pool (NSS may be
+//! slow); reads the lockout under its mutex, never the loop's state.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ pub struct Ctx {
     pub pam_service: String,
     /// `admin.group`.
     pub admin_group: String,
+    /// SELinux (`None` when the kernel has none: DAC alone).
+    pub security: Option<Arc<crate::monitor::security::Security>>,
 }
 
 /// The SELinux part of an explanation.
@@ -37,16 +40,27 @@ pub struct SelinuxPart {
     pub why: String,
 }
 
-/// SEAM(labels): the labels crate of the SELinux work computes the seuser,
-/// role, level and worker context of `account` (seusers, default contexts,
-/// the label map). Until it is merged this says so and decides nothing.
-pub fn selinux_part(_account: &Account) -> SelinuxPart {
-    SelinuxPart {
-        why: "not computed: srpcd does not set SELinux contexts yet \
-              (the labels crate of the SELinux work fills this in)"
-            .to_owned(),
-        ..SelinuxPart::default()
-    }
+/// The seuser, role, level and worker context of `account`, and why
+/// (seusers line, label map entries); `Err` says why the login would be
+/// refused.
+pub fn selinux_part(
+    account: &Account,
+    security: Option<&crate::monitor::security::Security>,
+) -> Result<SelinuxPart, String> {
+    let Some(security) = security else {
+        return Ok(SelinuxPart {
+            why: "not computed: SELinux is not enabled in this kernel (DAC alone)".to_owned(),
+            ..SelinuxPart::default()
+        });
+    };
+    let r = security.explain(account)?;
+    Ok(SelinuxPart {
+        seuser: r.seuser.clone(),
+        role: r.role.clone(),
+        level: r.level.to_string(),
+        context: r.context.clone(),
+        why: r.to_string(),
+    })
 }
 
 /// Explains a login of `user`.
@@ -110,7 +124,16 @@ pub fn explain(user: &str, ctx: &Ctx) -> Explanation {
             ctx.pam_service
         )
     };
-    let selinux = selinux_part(&account);
+    let selinux = match selinux_part(&account, ctx.security.as_deref()) {
+        Ok(part) => part,
+        Err(e) => {
+            out.verdict = format!("refused: {e}");
+            SelinuxPart {
+                why: e,
+                ..SelinuxPart::default()
+            }
+        }
+    };
     out.seuser = selinux.seuser;
     out.role = selinux.role;
     out.level = selinux.level;
@@ -140,6 +163,7 @@ mod tests {
             lockout: Arc::new(Mutex::new(Lockout::new(&crate::config::Limits::default()))),
             pam_service: service.to_owned(),
             admin_group: "srpcadmin".to_owned(),
+            security: None,
         }
     }
 
