@@ -39,7 +39,7 @@ pub struct Status {
     pub logins_in_progress: u32,
 }
 
-/// One session, `ListSessions()`: `a(tssst)`.
+/// One session, `ListSessions()`: `a(tssstut)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Session {
     /// The session id (`KillSession` takes it).
@@ -52,9 +52,13 @@ pub struct Session {
     pub aname: String,
     /// When it attached, seconds since the Unix epoch.
     pub started_unix: u64,
+    /// Fids bound to it, as the front counts (updated every few seconds).
+    pub fids: u32,
+    /// Calls it made, as the front counts (likewise).
+    pub calls: u64,
 }
 
-/// One worker, `ListWorkers()`: `a(suusuttss)`.
+/// One worker, `ListWorkers()`: `a(suusutttss)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct Worker {
     /// The user it runs as.
@@ -67,13 +71,15 @@ pub struct Worker {
     pub state: String,
     /// Sessions it serves.
     pub sessions: u32,
+    /// Calls made by those sessions (as the front counts).
+    pub calls: u64,
     /// When it started, seconds since the Unix epoch (0: not started).
     pub started_unix: u64,
     /// Seconds since its last session ended (0 while it has sessions).
     pub idle_secs: u64,
-    /// Its SELinux context; empty until workers get contexts of their own.
+    /// Its SELinux context; empty without SELinux.
     pub context: String,
-    /// Its MLS/MCS level; empty until then.
+    /// Its MLS/MCS level; empty without SELinux.
     pub level: String,
 }
 
@@ -100,7 +106,7 @@ pub struct Explanation {
     pub pam_file: String,
     /// `login possible (PAM decides the password)` or why it would be refused.
     pub verdict: String,
-    /// SELinux user; empty while the labels work is not there (see `selinux`).
+    /// SELinux user; empty without SELinux or a context (see `selinux`).
     pub seuser: String,
     /// SELinux role; empty likewise.
     pub role: String,

@@ -187,10 +187,23 @@ fn show_sessions(sessions: &[types::Session], json: bool) -> String {
                 s.remote.clone(),
                 s.aname.clone(),
                 age(s.started_unix),
+                s.fids.to_string(),
+                s.calls.to_string(),
             ]
         })
         .collect();
-    table::render(&["ID", "USER", "REMOTE", "ATTACHED AT", "AGE"], &rows)
+    table::render(
+        &[
+            "ID",
+            "USER",
+            "REMOTE",
+            "ATTACHED AT",
+            "AGE",
+            "FIDS",
+            "CALLS",
+        ],
+        &rows,
+    )
 }
 
 fn show_workers(workers: &[types::Worker], json: bool) -> String {
@@ -217,6 +230,7 @@ fn show_workers(workers: &[types::Worker], json: bool) -> String {
                 },
                 w.state.clone(),
                 w.sessions.to_string(),
+                w.calls.to_string(),
                 age(w.started_unix),
                 if w.sessions > 0 {
                     "-".to_owned()
@@ -229,7 +243,7 @@ fn show_workers(workers: &[types::Worker], json: bool) -> String {
         .collect();
     table::render(
         &[
-            "USER", "UID", "PID", "STATE", "SESSIONS", "AGE", "IDLE", "CONTEXT",
+            "USER", "UID", "PID", "STATE", "SESSIONS", "CALLS", "AGE", "IDLE", "CONTEXT",
         ],
         &rows,
     )

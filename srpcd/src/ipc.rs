@@ -62,12 +62,35 @@ pub enum ToMonitor {
         /// The authentication.
         auth: u64,
     },
+    /// What the front counts of live sessions, for `srpcctl sessions`: sent
+    /// every few seconds when it changed, at most [`MAX_STATS`] per message.
+    /// The front's word, shown as such; the monitor keeps it only for
+    /// sessions it knows.
+    SessionStats {
+        /// One entry per session.
+        stats: Vec<SessionStat>,
+    },
     /// A session ended; when a worker has none left it is reaped after the idle
     /// timeout.
     SessionEnd {
         /// The authentication the session attached with.
         auth: u64,
     },
+}
+
+/// Sessions per `SessionStats` message (well under [`MAX_MESSAGE`]).
+pub const MAX_STATS: usize = 512;
+
+/// One session as the front counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStat {
+    /// The authentication the session attached with.
+    pub auth: u64,
+    /// Fids bound to it.
+    pub fids: u32,
+    /// Calls (appends to endpoints) it made.
+    pub calls: u64,
 }
 
 /// What the front needs to know of the configuration.

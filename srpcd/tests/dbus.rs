@@ -250,6 +250,38 @@ fn changes_are_audited_with_the_callers_uid(
     );
 }
 
+/// Waits until the first session's listing shows `fids` and `calls`: the
+/// front's count reaches it within its 2 s period.
+async fn wait_for_counts(address: &str, fids: u32, calls: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sessions = json(&srpcctl(address, None, &["sessions", "--json"]));
+        let s = &sessions[0];
+        if s["calls"] == calls && s["fids"] == fids {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no counts: {sessions}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A stream of the signals of `org.srpc.Srpcd1` on the bus at `address`.
+async fn watch_signals(address: &str) -> zbus::MessageStream {
+    let watcher = zbus::connection::Builder::address(address)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.srpc.Srpcd1")
+        .unwrap()
+        .build();
+    zbus::MessageStream::for_match_rule(rule, &watcher, None)
+        .await
+        .unwrap()
+}
+
 /// Waits (bounded) for the next signal of `org.srpc.Srpcd1`.
 async fn next_signal(stream: &mut zbus::MessageStream) -> (String, zbus::Message) {
     let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -268,19 +300,7 @@ async fn kill_session_and_stop_worker_end_what_they_name() {
     let admins = Group::new("k");
     let bus = bus::start("kill", &admins.0);
     let daemon = start(&mut fx, &bus.address, &admins.0);
-    let watcher = zbus::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface("org.srpc.Srpcd1")
-        .unwrap()
-        .build();
-    let mut signals = zbus::MessageStream::for_match_rule(rule, &watcher, None)
-        .await
-        .unwrap();
+    let mut signals = watch_signals(&bus.address).await;
 
     let client = daemon.dial().await;
     let session = client
@@ -297,6 +317,10 @@ async fn kill_session_and_stop_worker_end_what_they_name() {
         (user.as_str(), remote.as_str()),
         (bob.as_str(), "127.0.0.1")
     );
+    // The attach fid and the walked one, one call.
+    wait_for_counts(&bus.address, 2, 1).await;
+    let workers = json(&srpcctl(&bus.address, None, &["workers", "--json"]));
+    assert_eq!(workers[0]["calls"], 1, "{workers}");
 
     let killed = srpcctl(&bus.address, None, &["kill-session", &id.to_string()]);
     assert_eq!(killed.code, 0, "{}", killed.err);

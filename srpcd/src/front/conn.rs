@@ -607,7 +607,17 @@ impl Conn {
             }
             _ => return None,
         };
-        lock(&self.fids).get(&fid).cloned()
+        let mut fids = lock(&self.fids);
+        let pinned = fids.get(&fid).cloned();
+        if let Some(Fid::Node(node)) = &pinned {
+            if node.session.is_revoked() {
+                // Killed by an administrator: the fid goes now (its worker
+                // fid is clunked as the last reference drops); this request
+                // is told why ([`Conn::node_of`]), later ones get bad_fid.
+                fids.remove(&fid);
+            }
+        }
+        pinned
     }
 
     async fn handle(self: &Arc<Self>, msg: Message, pinned: Option<Fid>) -> Message {
@@ -622,7 +632,7 @@ impl Conn {
             Message::Twalk { fid, newfid, names } => {
                 self.walk(fid, pinned.as_ref(), newfid, names).await
             }
-            Message::Tstat { fid } => match self.node_of(fid, pinned.as_ref()) {
+            Message::Tstat { fid } => match Self::node_of(fid, pinned.as_ref()) {
                 Ok(node) => {
                     self.forward(&node, "stat", |wfid| Message::Tstat { fid: wfid })
                         .await
@@ -667,15 +677,10 @@ impl Conn {
     }
 
     /// The node `fid` was bound to when its request was read ([`Conn::pin`]).
-    fn node_of(&self, fid: u32, pinned: Option<&Fid>) -> Result<Arc<NodeFid>, Message> {
+    fn node_of(fid: u32, pinned: Option<&Fid>) -> Result<Arc<NodeFid>, Message> {
         match pinned {
+            // Its fid went when the request was read (`pin`).
             Some(Fid::Node(node)) if node.session.is_revoked() => {
-                // Killed by an administrator: the fid goes now (its worker
-                // fid is clunked as it drops), and says why once.
-                let mut fids = lock(&self.fids);
-                if matches!(fids.get(&fid), Some(Fid::Node(n)) if Arc::ptr_eq(n, node)) {
-                    fids.remove(&fid);
-                }
                 Err(super::session::revoked_error())
             }
             Some(Fid::Node(node)) => Ok(Arc::clone(node)),
@@ -719,7 +724,7 @@ impl Conn {
         if let Some(Fid::Auth(auth)) = pinned {
             return self.converse(auth, data).await;
         }
-        let node = match self.node_of(fid, pinned) {
+        let node = match Self::node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };
@@ -727,6 +732,9 @@ impl Conn {
         let op = if node.kind == QidType::Dir {
             "list"
         } else {
+            node.session
+                .calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             "call"
         };
         self.forward(&node, op, move |wfid| Message::Tappend { fid: wfid, data })
@@ -928,7 +936,7 @@ impl Conn {
         newfid: u32,
         names: Vec<String>,
     ) -> Message {
-        let from = match self.node_of(fid, pinned) {
+        let from = match Self::node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };

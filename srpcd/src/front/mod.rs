@@ -216,6 +216,7 @@ pub async fn run(
         }
         drop(gone_tx);
     });
+    tokio::spawn(report_stats(Arc::clone(&front)));
     let open = Arc::new(());
     tokio::pin!(shutdown);
     let mut backoff = accept::Backoff::default();
@@ -281,6 +282,30 @@ pub async fn run(
     }
     tracing::info!(unfinished = Arc::strong_count(&open) - 1, "front stopped");
     Ok(())
+}
+
+/// How often the front tells the monitor its sessions' fids and calls.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends the sessions' fids and calls to the monitor when they changed, until
+/// the front stops.
+async fn report_stats(front: Arc<Front>) {
+    let mut last = Vec::new();
+    let mut tick = tokio::time::interval(STATS_EVERY);
+    loop {
+        tick.tick().await;
+        let stats = front.session_stats();
+        if stats == last {
+            continue;
+        }
+        for chunk in stats.chunks(crate::ipc::MAX_STATS) {
+            let msg = ToMonitor::SessionStats {
+                stats: chunk.to_vec(),
+            };
+            front.monitor.notify(&msg).await;
+        }
+        last = stats;
+    }
 }
 
 /// How long a request waits for a worker link the monitor is handing over.

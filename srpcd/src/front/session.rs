@@ -1,7 +1,7 @@
 //! Sessions (one user attached through one authentication) and the fids that
 //! belong to them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use srpc_proto::{ErrorCode, Message, Qid, QidType};
@@ -23,6 +23,8 @@ pub struct Session {
     /// Set when the monitor revokes the session (an administrator killed it
     /// or stopped its worker).
     revoked: AtomicBool,
+    /// Calls made (appends to endpoints), for `srpcctl sessions`.
+    pub calls: AtomicU64,
 }
 
 /// What a request on a revoked session's fid is answered.
@@ -95,6 +97,7 @@ impl Session {
             link: tokio::sync::Mutex::new(Arc::clone(&link)),
             front: Arc::clone(front),
             revoked: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
         });
         lock(&front.attached).insert(auth, Arc::downgrade(&session));
         let (wfid, qid) = session.attach_on(&link, &[]).await?;
@@ -187,6 +190,27 @@ fn unexpected(msg: &Message) -> Message {
 }
 
 impl Front {
+    /// Each live session's fids and calls. Every fid holds the session, so
+    /// its strong count is its fids (give or take a request holding it for a
+    /// moment).
+    pub fn session_stats(&self) -> Vec<crate::ipc::SessionStat> {
+        let mut stats: Vec<crate::ipc::SessionStat> = lock(&self.attached)
+            .iter()
+            .filter_map(|(auth, weak)| {
+                let s = weak.upgrade()?;
+                // Less the one `upgrade` just made.
+                let fids = std::sync::Arc::strong_count(&s).saturating_sub(1);
+                Some(crate::ipc::SessionStat {
+                    auth: *auth,
+                    fids: u32::try_from(fids).unwrap_or(u32::MAX),
+                    calls: s.calls.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        stats.sort_by_key(|s| s.auth);
+        stats
+    }
+
     /// The monitor revoked the session of `auth`: its fids answer
     /// [`revoked_error`] and go.
     pub fn revoke(&self, auth: u64) {

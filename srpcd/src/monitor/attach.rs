@@ -393,6 +393,8 @@ impl Monitor {
                             remote: session.rhost.to_string(),
                             aname: aname.clone(),
                             started_unix: super::admin::unix_secs(session.started),
+                            fids: 0,
+                            calls: 0,
                         },
                     ));
                 }

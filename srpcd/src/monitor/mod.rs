@@ -284,6 +284,7 @@ async fn start_admin(
             notices,
             worker_started: HashMap::new(),
             revoking: Vec::new(),
+            session_stats: HashMap::new(),
         },
         requests: request_rx,
         _bus: bus,
@@ -422,6 +423,15 @@ impl Monitor {
             },
             ToMonitor::Attach { auth } => self.attach(auth).await,
             ToMonitor::Revoked { auth } => self.revoked(auth),
+            ToMonitor::SessionStats { stats } => {
+                // Kept only for sessions the monitor knows: the front cannot
+                // make up entries.
+                for s in stats {
+                    if matches!(self.auths.get(&s.auth), Some(Auth::Attached(_))) {
+                        self.hub.session_stats.insert(s.auth, s);
+                    }
+                }
+            }
             ToMonitor::SessionEnd { auth } => {
                 if let Some(Auth::Attached(a)) = self.auths.remove(&auth) {
                     self.session_ended(auth, &a.user, "client");
@@ -583,7 +593,7 @@ impl Monitor {
                         user,
                         pid: child.id(),
                         status: &status.to_string(),
-                        context: None,
+                        context: w.security.as_ref().map(|s| s.worker.as_str()),
                     }
                     .emit();
                     if w.stopping || (w.sessions == 0 && w.pending == 0) {
@@ -730,6 +740,7 @@ impl Monitor {
     /// counted off its worker, audited, signalled; the user's last session
     /// takes the clone and the handlers with it.
     fn session_ended(&mut self, auth: u64, user: &str, reason: &str) {
+        self.hub.session_stats.remove(&auth);
         crate::audit::Event::SessionEnded {
             session: auth,
             user,

@@ -89,18 +89,19 @@ impl Security {
         })
     }
 
-    /// What [`Security::for_user`] would decide for `account`, and why, without
-    /// holding a level (`srpcctl explain-user`); an active user's answer is
-    /// the level the user holds.
+    /// `explain-user`: the context a login of `account` would get and why,
+    /// resolved on a copy of the level allocator (no level is held).
     pub fn explain(&self, account: &Account) -> Result<srpc_labels::Resolved, String> {
-        let mut dry_run = self
+        let mut levels = self
             .levels
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        self.resolve(account, &mut dry_run)
+        self.resolve(account, &mut levels)
     }
 
+    /// Resolves `account` against seusers, the label map and the loaded
+    /// policy, taking its level from `levels`.
     fn resolve(
         &self,
         account: &Account,

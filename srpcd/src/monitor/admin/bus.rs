@@ -239,9 +239,9 @@ impl Admin {
         let latest = self.latest();
         let ctx = explain::Ctx {
             lockout: Arc::clone(&self.lockout),
-            security: self.security.clone(),
             pam_service: latest.pam_service.clone(),
             admin_group: latest.admin_group.clone(),
+            security: self.security.clone(),
         };
         tokio::task::spawn_blocking(move || explain::explain(&user, &ctx))
             .await

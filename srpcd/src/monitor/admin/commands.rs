@@ -17,13 +17,18 @@ impl Monitor {
             .auths
             .iter()
             .filter_map(|(id, a)| match a {
-                Auth::Attached(s) => Some(types::Session {
-                    id: *id,
-                    user: s.user.clone(),
-                    remote: s.rhost.to_string(),
-                    aname: s.aname.clone(),
-                    started_unix: unix_secs(s.started),
-                }),
+                Auth::Attached(s) => {
+                    let counted = self.hub.session_stats.get(id);
+                    Some(types::Session {
+                        id: *id,
+                        user: s.user.clone(),
+                        remote: s.rhost.to_string(),
+                        aname: s.aname.clone(),
+                        started_unix: unix_secs(s.started),
+                        fids: counted.map_or(0, |c| c.fids),
+                        calls: counted.map_or(0, |c| c.calls),
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -52,19 +57,24 @@ impl Monitor {
                 }
                 .to_owned(),
                 sessions: w.sessions,
+                calls: sessions
+                    .iter()
+                    .filter(|s| s.user == *user)
+                    .map(|s| s.calls)
+                    .sum(),
                 started_unix: started.get(&w.id).map_or(0, |t| unix_secs(*t)),
                 idle_secs: w.idle_since.map_or(0, |t| now.duration_since(t).as_secs()),
-                // Empty without SELinux.
                 context: w
                     .security
                     .as_ref()
-                    .map(|s| s.worker.clone())
-                    .unwrap_or_default(),
+                    .map_or_else(String::new, |s| s.worker.clone()),
+                // `user:role:type:level`: the level is all after the third `:`.
                 level: w
                     .security
                     .as_ref()
-                    .and_then(|s| s.worker.splitn(4, ':').nth(3).map(str::to_owned))
-                    .unwrap_or_default(),
+                    .and_then(|s| s.worker.splitn(4, ':').nth(3))
+                    .unwrap_or_default()
+                    .to_owned(),
             })
             .collect();
         workers.sort_by(|a, b| a.user.cmp(&b.user));

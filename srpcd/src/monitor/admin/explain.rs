@@ -1,9 +1,9 @@
 //! `ExplainUser`: what srpcd would do with a login of this user, and why —
 //! the account, its groups, the lockout, the PAM service file, and the
-//! SELinux user, role, level and context the user's worker would get (or why
-//! the login would be refused), decided as a login decides them but without
-//! holding a level. Runs on the blocking pool (NSS may be slow);
-//! reads the lockout under its mutex, never the loop's state.
+//! SELinux user, role, level and context the user's worker would get (from
+//! srpc-labels through `monitor::security`, resolved on a copy of the level
+//! allocator so nothing is held). Runs on the blocking pool (NSS may be
+//! slow); reads the lockout under its mutex, never the loop's state.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -17,12 +17,12 @@ use crate::users::Account;
 pub struct Ctx {
     /// The failure counts.
     pub lockout: Arc<Mutex<Lockout>>,
-    /// The SELinux state (`None` without SELinux).
-    pub security: Option<Arc<crate::monitor::security::Security>>,
     /// `pam.service`.
     pub pam_service: String,
     /// `admin.group`.
     pub admin_group: String,
+    /// SELinux (`None` when the kernel has none: DAC alone).
+    pub security: Option<Arc<crate::monitor::security::Security>>,
 }
 
 /// The SELinux part of an explanation.
@@ -40,31 +40,27 @@ pub struct SelinuxPart {
     pub why: String,
 }
 
-/// The seuser, role, level and worker context `account` would get, and how
-/// they were decided (or why the login would be refused).
+/// The seuser, role, level and worker context of `account`, and why
+/// (seusers line, label map entries); `Err` says why the login would be
+/// refused.
 pub fn selinux_part(
     account: &Account,
     security: Option<&crate::monitor::security::Security>,
-) -> SelinuxPart {
+) -> Result<SelinuxPart, String> {
     let Some(security) = security else {
-        return SelinuxPart {
-            why: "SELinux is not enabled: workers run on Unix permissions alone".to_owned(),
+        return Ok(SelinuxPart {
+            why: "not computed: SELinux is not enabled in this kernel (DAC alone)".to_owned(),
             ..SelinuxPart::default()
-        };
+        });
     };
-    match security.explain(account) {
-        Ok(r) => SelinuxPart {
-            seuser: r.seuser.clone(),
-            role: r.role.clone(),
-            level: r.level.to_string(),
-            context: r.context.clone(),
-            why: r.to_string(),
-        },
-        Err(why) => SelinuxPart {
-            why,
-            ..SelinuxPart::default()
-        },
-    }
+    let r = security.explain(account)?;
+    Ok(SelinuxPart {
+        seuser: r.seuser.clone(),
+        role: r.role.clone(),
+        level: r.level.to_string(),
+        context: r.context.clone(),
+        why: r.to_string(),
+    })
 }
 
 /// Explains a login of `user`.
@@ -128,7 +124,16 @@ pub fn explain(user: &str, ctx: &Ctx) -> Explanation {
             ctx.pam_service
         )
     };
-    let selinux = selinux_part(&account, ctx.security.as_deref());
+    let selinux = match selinux_part(&account, ctx.security.as_deref()) {
+        Ok(part) => part,
+        Err(e) => {
+            out.verdict = format!("refused: {e}");
+            SelinuxPart {
+                why: e,
+                ..SelinuxPart::default()
+            }
+        }
+    };
     out.seuser = selinux.seuser;
     out.role = selinux.role;
     out.level = selinux.level;
@@ -156,9 +161,9 @@ mod tests {
     fn ctx(service: &str) -> Ctx {
         Ctx {
             lockout: Arc::new(Mutex::new(Lockout::new(&crate::config::Limits::default()))),
-            security: None,
             pam_service: service.to_owned(),
             admin_group: "srpcadmin".to_owned(),
+            security: None,
         }
     }
 
@@ -187,7 +192,7 @@ mod tests {
         if !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
             assert!(root.context.is_empty(), "{}", root.context);
             assert!(
-                root.selinux.starts_with("SELinux is not enabled"),
+                root.selinux.contains("SELinux is not enabled"),
                 "{}",
                 root.selinux
             );

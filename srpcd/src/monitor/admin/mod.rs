@@ -121,6 +121,8 @@ pub struct Hub {
     pub worker_started: std::collections::HashMap<u64, SystemTime>,
     /// Commands waiting for the front to confirm revocations.
     pub revoking: Vec<Revoking>,
+    /// Fids and calls per session, as the front last reported them.
+    pub session_stats: std::collections::HashMap<u64, crate::ipc::SessionStat>,
 }
 
 /// A command whose answer waits for the front's `Revoked` of each session.
