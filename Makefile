@@ -130,6 +130,7 @@ ifneq ($(HAVE_SRPCCTL),)
 endif
 ifneq ($(HAVE_UNIT),)
 	$(INSTALL) -D -m 0644 dist/srpcd.service $(DESTDIR)$(UNITDIR)/srpcd.service
+	$(INSTALL) -D -m 0644 rpm/srpcd-certificate.conf $(DESTDIR)$(UNITDIR)/srpcd.service.d/certificate.conf
 endif
 ifneq ($(HAVE_DBUS),)
 	$(INSTALL) -D -m 0644 dist/dbus/org.srpc.Srpcd1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.srpc.Srpcd1.conf
@@ -168,8 +169,8 @@ rpm: rpm-deps dist
 	mkdir -p $(RPM_TOP)/SOURCES
 	cp $(DIST)/srpc-$(VERSION).tar.gz $(DIST)/srpc-$(VERSION)-vendor.tar.gz rpm/srpc.sysusers $(RPM_TOP)/SOURCES/
 	rpmbuild -bb --nodeps --clean --define "_topdir $(RPM_TOP)" \
-		--define "selinuxtype $(SELINUXTYPE)" $(RPM_BCONDS) $(RPMBUILD_FLAGS) rpm/srpc.spec
-	rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/SOURCES
+		--define "selinuxtype $(SELINUXTYPE)" $(RPM_BCONDS) $(RPMBUILD_FLAGS) rpm/srpc.spec; \
+		rc=$$?; rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/SOURCES; exit $$rc
 	rpmlint -c rpm/rpmlint.toml $(RPM_TOP)/RPMS/*/*.rpm rpm/srpc.spec
 
 rpm-deps:

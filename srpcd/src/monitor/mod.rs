@@ -15,7 +15,7 @@ mod labeling;
 mod launch;
 mod security;
 mod start_limit;
-mod startup;
+pub(crate) mod startup;
 mod user_limits;
 mod workers;
 
