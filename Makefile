@@ -65,6 +65,8 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DBUSPOLICYDIR ?= $(DATADIR)/dbus-1/system.d
 BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 SRVDIR ?= /srv
 # Which PAM service file to install: redhat (password-auth) or debian (common-*).
 PAM_STYLE ?= $(if $(wildcard /etc/pam.d/password-auth),redhat,debian)
@@ -97,7 +99,7 @@ target/srpcd.toml: docs/man/srpcd.toml.5.md
 	{ echo "# srpcd's configuration: srpcd.toml(5). Every key is optional; the lines below"; \
 	  echo "# show the defaults. Uncomment and change what you need, then"; \
 	  echo "# \`systemctl reload srpcd\` (listen and [tree] need a restart)."; echo; \
-	  sed -n '/^```toml$$/,/^```$$/p' $< | sed '1d;$$d' | sed 's/^\([^#]\)/# \1/; s/^#  *#/#/'; \
+	  sed -n '/^```toml$$/,/^```$$/p' $< | sed '1d;$$d' | sed 's/^\(.\)/# \1/'; \
 	} > $@
 
 # Every page converts cleanly, and every flag of every binary's --help and every
@@ -124,9 +126,11 @@ install: release man target/srpcd.toml
 	for p in $(MAN_PAGES); do \
 		s=$${p##*.}; $(INSTALL) -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$s/$${p##*/} || exit 1; done
 ifneq ($(HAVE_SRPCCTL),)
-	$(INSTALL) -D -m 0755 $(RELEASE)/srpcctl $(DESTDIR)$(SBINDIR)/srpcctl
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -D -m 0755 $(RELEASE)/srpcctl $(DESTDIR)$(BINDIR)/srpcctl
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	$(RELEASE)/srpcctl completions bash > $(DESTDIR)$(BASHCOMPDIR)/srpcctl
+	$(RELEASE)/srpcctl completions zsh > $(DESTDIR)$(ZSHCOMPDIR)/_srpcctl
+	$(RELEASE)/srpcctl completions fish > $(DESTDIR)$(FISHCOMPDIR)/srpcctl.fish
 endif
 ifneq ($(HAVE_UNIT),)
 	$(INSTALL) -D -m 0644 dist/srpcd.service $(DESTDIR)$(UNITDIR)/srpcd.service
