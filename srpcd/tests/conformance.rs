@@ -438,3 +438,100 @@ async fn oversize_answers_are_refused_with_the_limit() {
     // And the front's channel to the monitor still serves.
     start_login(&mut c, 4, &alice, 10).await;
 }
+
+/// Section 11.3: a clunk does not cancel requests already pending on the
+/// fid. An append and a clunk of its fid sent in one write, without waiting
+/// for the append's reply: the append is answered by the handler, every time.
+/// Before, each request's fid was looked up when its task ran, so the clunk
+/// could win and the append fail with `bad_fid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clunk_right_after_an_append_does_not_cancel_it() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let d = daemon(&mut fx, |tree| {
+        support::install_example("echo", &tree.join("echo"), 0o755);
+    });
+    let mut c = raw::Conn::connect(&d.addr).await;
+    start_login(&mut c, 1, &alice, 1).await;
+    let reply = c.rpc(3, append(1, answers(&[PASSWORD]))).await;
+    assert!(matches!(reply, Message::Rappend { .. }), "{reply:?}");
+    let reply = c.rpc(4, tattach(2, 1, &alice)).await;
+    assert!(matches!(reply, Message::Rattach { .. }), "{reply:?}");
+    for round in 0..100u64 {
+        let seq = 10 + 10 * round;
+        let walk = Message::Twalk {
+            fid: 2,
+            newfid: 3,
+            names: vec!["echo".into()],
+        };
+        let reply = c.rpc(seq, walk).await;
+        assert!(matches!(reply, Message::Rwalk { .. }), "{reply:?}");
+        let payload = format!("call {round}");
+        let mut both = srpc_proto::encode(&srpc_proto::Frame::new(
+            seq + 1,
+            append(3, bytes::Bytes::from(payload.clone().into_bytes())),
+        ));
+        both.extend(srpc_proto::encode(&srpc_proto::Frame::new(
+            seq + 2,
+            Message::Tclunk { fid: 3 },
+        )));
+        c.send_bytes(&both).await;
+        for _ in 0..2 {
+            let reply = c.recv().await;
+            match (reply.seq - seq, &reply.msg) {
+                (1, Message::Rappend { data }) => assert_eq!(&data[..], payload.as_bytes()),
+                (2, Message::Rclunk) => {}
+                (_, other) => panic!("round {round}, seq {}: {other:?}", reply.seq),
+            }
+        }
+    }
+}
+
+/// Sections 7.1 and 7.2: a qid names the canonical node — the same for every
+/// user and every session — and stat shows the canonical node's mode and
+/// owner, not its clone's (a socket's mode; root, in the owner's own clone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qids_and_stat_describe_the_canonical_node() {
+    use std::os::unix::fs::MetadataExt;
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    let bob = fx.user(PASSWORD);
+    let alice_uid = nix::unistd::User::from_name(&alice).unwrap().unwrap().uid;
+    let mut canonical = None;
+    let d = daemon(&mut fx, |tree| {
+        support::install_example("echo", &tree.join("echo"), 0o755);
+        support::install_example("echo", &tree.join("mine"), 0o750);
+        nix::unistd::chown(&tree.join("mine"), Some(alice_uid), None).unwrap();
+        canonical = Some((
+            fs::metadata(tree.join("echo")).unwrap(),
+            fs::metadata(tree.join("mine")).unwrap(),
+        ));
+    });
+    let (echo_meta, mine_meta) = canonical.unwrap();
+    let mut seen = Vec::new();
+    for user in [&alice, &bob, &alice] {
+        let client = d.dial().await;
+        let session = client
+            .auth(user, "/", &mut PasswordConversation::new(PASSWORD))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}\n{}", d.log_text()));
+        let st = session.walk("/echo").await.unwrap().stat().await.unwrap();
+        assert_eq!(st.qid.path, echo_meta.ino(), "{user}");
+        assert_eq!(
+            st.mode, 0o755,
+            "{user}: the endpoint's mode, not its socket's"
+        );
+        seen.push(st.qid);
+        if user == &alice {
+            let mine = session.walk("/mine").await.unwrap().stat().await.unwrap();
+            assert_eq!(
+                (mine.uid, mine.owner.as_str()),
+                (alice_uid.as_raw(), alice.as_str())
+            );
+            assert_eq!((mine.qid.path, mine.mode), (mine_meta.ino(), 0o750));
+        }
+        session.close().await.unwrap();
+    }
+    // Alice, bob, then alice again in a fresh session (and clone): one qid.
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+}

@@ -74,11 +74,11 @@ async fn login_attach_walk_stat_and_the_kernel_decides() {
     let echo = alice_s.walk("/pub/echo").await.unwrap();
     assert_eq!(echo.qid().kind, QidType::Endpoint);
     let st = echo.stat().await.unwrap();
-    // The clone's socket: executable by all in the canonical tree (0755)
-    // becomes callable (read/write) by all.
+    // Stat describes the canonical node (protocol 7.2): the endpoint as the
+    // admin made it, executable by all (0755), not its clone socket (0666).
     assert_eq!(
         (st.name.as_str(), st.mode, st.owner.as_str()),
-        ("echo", 0o666, "root")
+        ("echo", 0o755, "root")
     );
     let root = alice_s.root().stat().await.unwrap();
     assert_eq!(root.qid.kind, QidType::Dir);

@@ -43,6 +43,7 @@ const _: () = assert!(MAX_ANSWERS + 1024 <= crate::ipc::MAX_MESSAGE);
 /// A frame for the writer, with the budget charge it releases once written.
 type Outgoing = (Vec<u8>, Option<Charge>);
 
+#[derive(Clone)]
 enum Fid {
     /// A request is binding this fid right now.
     Reserved,
@@ -198,11 +199,11 @@ pub async fn serve_connection(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(%peer, "TLS handshake failed: {e}");
+            front.handshake_failed(peer, &e);
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
+            front.handshake_failed(peer, &"timed out");
             return;
         }
     };
@@ -515,11 +516,15 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
         }
         let task_conn = Arc::clone(conn);
         let abortable = !matches!(msg, Message::Tattach { .. });
+        // What the request's fid names is fixed now, in the order requests
+        // arrive: a clunk read after it cannot take the node from under it
+        // (section 11.3), however the tasks are scheduled.
+        let pinned = conn.pin(&msg);
         // Registered under the lock the task takes to finish, so a task cannot
         // finish before it is registered.
         let mut inflight = lock(&conn.inflight);
         let task = tokio::spawn(async move {
-            let reply = task_conn.handle(msg).await;
+            let reply = task_conn.handle(msg, pinned).await;
             task_conn.finish(seq, reply, charge).await;
         });
         inflight.insert(
@@ -594,7 +599,18 @@ impl Conn {
         }
     }
 
-    async fn handle(self: &Arc<Self>, msg: Message) -> Message {
+    /// What the fid a walk, stat or append names is bound to, as it is read.
+    fn pin(&self, msg: &Message) -> Option<Fid> {
+        let fid = match msg {
+            Message::Tstat { fid } | Message::Tappend { fid, .. } | Message::Twalk { fid, .. } => {
+                *fid
+            }
+            _ => return None,
+        };
+        lock(&self.fids).get(&fid).cloned()
+    }
+
+    async fn handle(self: &Arc<Self>, msg: Message, pinned: Option<Fid>) -> Message {
         match msg {
             Message::Tauth { afid, uname, aname } => self.auth(afid, uname, aname),
             Message::Tattach {
@@ -603,8 +619,10 @@ impl Conn {
                 uname,
                 aname,
             } => self.attach(fid, afid, &uname, &aname).await,
-            Message::Twalk { fid, newfid, names } => self.walk(fid, newfid, names).await,
-            Message::Tstat { fid } => match self.node(fid) {
+            Message::Twalk { fid, newfid, names } => {
+                self.walk(fid, pinned.as_ref(), newfid, names).await
+            }
+            Message::Tstat { fid } => match Self::node_of(fid, pinned.as_ref()) {
                 Ok(node) => {
                     self.forward(&node, |wfid| Message::Tstat { fid: wfid })
                         .await
@@ -612,7 +630,7 @@ impl Conn {
                 Err(e) => e,
             },
             Message::Tclunk { fid } => self.clunk(fid),
-            Message::Tappend { fid, data } => self.append(fid, data).await,
+            Message::Tappend { fid, data } => self.append(fid, pinned.as_ref(), data).await,
             other => Message::error(
                 ErrorCode::Protocol,
                 format!("{:?} is not a request here", other.kind()),
@@ -648,8 +666,9 @@ impl Conn {
         lock(&self.fids).values().any(|f| matches!(f, Fid::Node(_)))
     }
 
-    fn node(&self, fid: u32) -> Result<Arc<NodeFid>, Message> {
-        match lock(&self.fids).get(&fid) {
+    /// The node `fid` was bound to when its request was read ([`Conn::pin`]).
+    fn node_of(fid: u32, pinned: Option<&Fid>) -> Result<Arc<NodeFid>, Message> {
+        match pinned {
             Some(Fid::Node(node)) => Ok(Arc::clone(node)),
             Some(Fid::Auth(_)) => Err(Message::error(
                 ErrorCode::BadFid,
@@ -687,15 +706,11 @@ impl Conn {
         }
     }
 
-    async fn append(self: &Arc<Self>, fid: u32, data: Bytes) -> Message {
-        let auth = match lock(&self.fids).get(&fid) {
-            Some(Fid::Auth(auth)) => Some(Arc::clone(auth)),
-            _ => None,
-        };
-        if let Some(auth) = auth {
-            return self.converse(&auth, data).await;
+    async fn append(self: &Arc<Self>, fid: u32, pinned: Option<&Fid>, data: Bytes) -> Message {
+        if let Some(Fid::Auth(auth)) = pinned {
+            return self.converse(auth, data).await;
         }
-        let node = match self.node(fid) {
+        let node = match Self::node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };
@@ -892,8 +907,14 @@ impl Conn {
         }
     }
 
-    async fn walk(self: &Arc<Self>, fid: u32, newfid: u32, names: Vec<String>) -> Message {
-        let from = match self.node(fid) {
+    async fn walk(
+        self: &Arc<Self>,
+        fid: u32,
+        pinned: Option<&Fid>,
+        newfid: u32,
+        names: Vec<String>,
+    ) -> Message {
+        let from = match Self::node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };

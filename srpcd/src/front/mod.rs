@@ -39,6 +39,9 @@ pub struct Front {
     draining: tokio::sync::watch::Sender<bool>,
     /// Request and reply bytes held, over all connections.
     budget: Arc<budget::Global>,
+    /// Failed TLS handshakes, logged at most once a second: anyone who can
+    /// connect can fail one, as fast as they can connect.
+    handshakes_failed: Mutex<accept::Repeated>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,6 +49,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Front {
+    /// Logs a failed TLS handshake, at most once a second over all
+    /// connections, with how many were left out since the last line.
+    pub fn handshake_failed(&self, peer: std::net::SocketAddr, why: &dyn std::fmt::Display) {
+        if let Some(suppressed) = lock(&self.handshakes_failed).admit(std::time::Instant::now()) {
+            tracing::info!(%peer, suppressed, "TLS handshake failed: {why}");
+        }
+    }
+
     fn settings(&self) -> Arc<FrontSettings> {
         Arc::clone(
             &self
@@ -183,6 +194,7 @@ pub async fn run(
         sources: Mutex::new(HashMap::new()),
         draining: tokio::sync::watch::Sender::new(false),
         budget: Arc::default(),
+        handshakes_failed: Mutex::new(accept::Repeated::new()),
     });
     tls::apply(&front, first);
     let reconfigure = Arc::clone(&front);

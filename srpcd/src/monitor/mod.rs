@@ -122,31 +122,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     send_configure(&chan, &config, &tls).await?;
     drop(tls);
 
-    let cloner = clone::Cloner::new(
-        config.tree.root.clone(),
-        runtime,
-        u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
-        security.as_ref().map(|s| s.open_types()),
-    )
-    .map_err(StartError::io(format!(
-        "preparing {}/users and {}/staging",
-        runtime.display(),
-        runtime.display()
-    )))?;
     let (events, mut event_rx) = mpsc::unbounded_channel();
+    let ctx = task_ctx(&config, runtime, worker_bin, security, events)?;
     let mut m = Monitor {
         config_path,
         pam: pam::Settings::from(&config.pam),
         lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
-        ctx: attach::Ctx {
-            cloner: Arc::new(cloner),
-            spawner: Spawner {
-                program: worker_bin,
-                call_timeout: config.workers.call_timeout,
-            },
-            events,
-            security,
-        },
+        ctx,
         clones: HashMap::new(),
         config,
         chan: Arc::clone(&chan),
@@ -590,6 +572,38 @@ async fn close_session(user: String, session: pam::Session) {
     if let Err(e) = session.close().await {
         tracing::error!(user, "closing the PAM session: {e}");
     }
+}
+
+/// What the tasks the loop starts share: the cloner (its `users` and
+/// `staging` made afresh), the worker spawner, the SELinux state.
+fn task_ctx(
+    config: &Config,
+    runtime: &Path,
+    worker_bin: PathBuf,
+    security: Option<Arc<security::Security>>,
+    events: mpsc::UnboundedSender<attach::Event>,
+) -> Result<attach::Ctx, StartError> {
+    let cloner = clone::Cloner::new(
+        config.tree.root.clone(),
+        runtime,
+        u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
+        security.as_ref().map(|s| s.open_types()),
+    )
+    .map_err(StartError::io(format!(
+        "preparing {}/users and {}/staging",
+        runtime.display(),
+        runtime.display()
+    )))?;
+    Ok(attach::Ctx {
+        cloner: Arc::new(cloner),
+        spawner: Spawner {
+            program: worker_bin,
+            call_timeout: config.workers.call_timeout,
+            canonical_root: config.tree.root.clone(),
+        },
+        events,
+        security,
+    })
 }
 
 /// `srpcd --check-config`: everything `run` checks before it serves, without

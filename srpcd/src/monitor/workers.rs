@@ -84,6 +84,8 @@ pub struct Spawner {
     pub program: PathBuf,
     /// `workers.call_timeout_secs`, passed to each worker started.
     pub call_timeout: Duration,
+    /// The canonical tree, which the worker's stat describes.
+    pub canonical_root: PathBuf,
 }
 
 impl Spawner {
@@ -101,6 +103,8 @@ impl Spawner {
         let mut cmd = ListenFdCommand::new(&self.program, OwnedFd::from(worker_end), "srpc-link");
         cmd.arg("--tree-root")
             .arg(tree)
+            .arg("--canonical-root")
+            .arg(&self.canonical_root)
             .arg("--user")
             .arg(&account.name)
             .arg("--call-timeout-secs")

@@ -20,12 +20,14 @@ const HANDLER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// or SIGTERM.
 pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
     let mut tree_root = None;
+    let mut canonical_root: Option<PathBuf> = None;
     let mut user = None;
     let mut call_timeout = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--tree-root") => tree_root = args.next().map(PathBuf::from),
+            Some("--canonical-root") => canonical_root = args.next().map(PathBuf::from),
             Some("--user") => user = args.next().and_then(|u| u.into_string().ok()),
             Some("--call-timeout-secs") => call_timeout = Some(seconds(args.next())?),
             _ => return Err(format!("unknown argument {arg:?} (started by srpcd only)").into()),
@@ -33,8 +35,8 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
     }
     let (Some(tree_root), Some(user), Some(call_timeout)) = (tree_root, user, call_timeout) else {
         return Err(
-            "usage: srpc-worker --tree-root DIR --user NAME --call-timeout-secs N \
-                    (started by srpcd only)"
+            "usage: srpc-worker --tree-root DIR [--canonical-root DIR] --user NAME \
+                    --call-timeout-secs N (started by srpcd only)"
                 .into(),
         );
     };
@@ -56,7 +58,20 @@ pub fn main(args: Vec<OsString>) -> Result<(), Box<dyn std::error::Error>> {
         let stream = tokio::net::UnixStream::from_std(std_stream)?;
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let tree = tree::Tree::new(tree_root, user);
+        let mut tree = tree::Tree::new(tree_root, user);
+        if let Some(root) = canonical_root {
+            // Without it, stat describes the clone's nodes (logged).
+            tree = match tree.canonical(&root) {
+                Ok(tree) => tree,
+                Err((tree, e)) => {
+                    eprintln!(
+                        "canonical tree {}: {e}: stat describes the clone",
+                        root.display()
+                    );
+                    tree
+                }
+            };
+        }
         let calls = calls::Calls::new(HANDLER_IDLE, call_timeout);
         let sweeper = std::sync::Arc::clone(&calls);
         tokio::spawn(async move {

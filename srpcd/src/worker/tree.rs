@@ -75,6 +75,8 @@ impl Refusal {
 /// attach root (walks resolve from the root so `RESOLVE_BENEATH` confines them).
 struct Node {
     root: Arc<OwnedFd>,
+    /// The canonical directory at the attach path, when the worker can see it.
+    canon: Option<Arc<OwnedFd>>,
     rel: PathBuf,
     fd: OwnedFd,
 }
@@ -82,6 +84,8 @@ struct Node {
 /// The fids of one worker link.
 pub struct Tree {
     root_dir: PathBuf,
+    /// The canonical tree, which stat describes (protocol section 7).
+    canonical: Option<OwnedFd>,
     user: String,
     fids: HashMap<u32, Node>,
     /// Attach roots held (each an fd; shared by the fids walked from it).
@@ -119,14 +123,55 @@ fn open_beneath(root: &impl AsFd, rel: &Path) -> Result<OwnedFd, Errno> {
     )
 }
 
-fn qid_of(fd: &OwnedFd) -> Result<(Qid, rustix::fs::Stat), Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    let kind = match FileType::from_raw_mode(st.st_mode) {
+impl Node {
+    /// The canonical node at `rel` below this node's attach root, if visible.
+    fn canonical(&self, rel: &Path) -> Option<rustix::fs::Stat> {
+        self.canon.as_deref().and_then(|c| canonical_stat(c, rel))
+    }
+}
+
+/// `fd`'s view of the canonical tree at `rel`: no symlink followed (the clone
+/// has none), nothing outside it.
+fn open_canonical(canon: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
+    let path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(
+        canon,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// The canonical node's `fstat`, where the user can see it.
+fn canonical_stat(canon: &OwnedFd, rel: &Path) -> Option<rustix::fs::Stat> {
+    let fd = open_canonical(canon, rel).ok()?;
+    rustix::fs::fstat(&fd).ok()
+}
+
+/// The clone node's qid: its kind from the clone node (`fd`), its identity
+/// and version from the canonical node it was made from when that is known.
+fn qid_of(
+    fd: &OwnedFd,
+    canonical: Option<&rustix::fs::Stat>,
+) -> Result<(Qid, rustix::fs::Stat), Errno> {
+    let own = rustix::fs::fstat(fd)?;
+    let kind = match FileType::from_raw_mode(own.st_mode) {
         FileType::Directory => QidType::Dir,
         FileType::RegularFile | FileType::Socket => QidType::Endpoint,
         // FIFOs, devices, dangling symlinks: not nodes of an RPC tree.
         _ => return Err(Errno::NOENT),
     };
+    // A canonical node of another kind (replaced since the clone was made)
+    // describes nothing here.
+    let same_kind = |c: &&rustix::fs::Stat| {
+        (FileType::from_raw_mode(c.st_mode) == FileType::Directory) == (kind == QidType::Dir)
+    };
+    let st = *canonical.filter(same_kind).unwrap_or(&own);
     let qid = Qid {
         kind,
         path: st.st_ino,
@@ -135,8 +180,12 @@ fn qid_of(fd: &OwnedFd) -> Result<(Qid, rustix::fs::Stat), Errno> {
     Ok((qid, st))
 }
 
-fn stat_of(fd: &OwnedFd, name: String) -> Result<Stat, Errno> {
-    let (qid, st) = qid_of(fd)?;
+fn stat_of(
+    fd: &OwnedFd,
+    name: String,
+    canonical: Option<&rustix::fs::Stat>,
+) -> Result<Stat, Errno> {
+    let (qid, st) = qid_of(fd, canonical)?;
     Ok(Stat {
         qid,
         name,
@@ -179,10 +228,32 @@ impl Tree {
     pub fn with_fd_budget(tree_root: PathBuf, user: String, fd_budget: usize) -> Tree {
         Tree {
             root_dir: tree_root,
+            canonical: None,
             user,
             fids: HashMap::new(),
             roots: 0,
             fd_budget,
+        }
+    }
+
+    /// Describes nodes by the canonical tree at `root` (the monitor's
+    /// `tree.root`): a node's qid, mode, owner, group and mtime are those of
+    /// the canonical node the clone node was made from, so they are the same
+    /// for every user and every session. The canonical tree is looked up with
+    /// the user's rights, without following symlinks, and only ever `stat`ed;
+    /// where a canonical node cannot be seen (changed since the clone was
+    /// made), the clone node is described instead.
+    pub fn canonical(mut self, root: &Path) -> Result<Tree, (Tree, std::io::Error)> {
+        match rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                self.canonical = Some(fd);
+                Ok(self)
+            }
+            Err(e) => Err((self, e.into())),
         }
     }
 
@@ -242,8 +313,8 @@ impl Tree {
             ));
         }
         self.unbound(fid)?;
-        // The attach root and the fid's own descriptor.
-        self.charge(2)?;
+        // The attach root, the fid's own descriptor and the canonical root.
+        self.charge(3)?;
         srpc_proto::validate_path(aname, u32::MAX)
             .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("aname: {e}")))?;
         let tree = rustix::fs::open(
@@ -255,7 +326,12 @@ impl Tree {
         let rel = aname.trim_start_matches('/');
         let root =
             open_beneath(&tree, Path::new(rel)).map_err(|e| Refusal::from_errno(e, aname))?;
-        let (qid, _) = qid_of(&root).map_err(|e| Refusal::from_errno(e, aname))?;
+        let canon_root = self
+            .canonical
+            .as_ref()
+            .and_then(|c| canonical_stat(c, Path::new(rel)));
+        let (qid, _) =
+            qid_of(&root, canon_root.as_ref()).map_err(|e| Refusal::from_errno(e, aname))?;
         if qid.kind != QidType::Dir {
             return Err(Refusal::new(
                 ErrorCode::NotDirectory,
@@ -265,10 +341,16 @@ impl Tree {
         let fd = root
             .try_clone()
             .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?;
+        let canon = self
+            .canonical
+            .as_ref()
+            .and_then(|c| open_canonical(c, Path::new(rel)).ok())
+            .map(Arc::new);
         self.fids.insert(
             fid,
             Node {
                 root: Arc::new(root),
+                canon,
                 rel: PathBuf::new(),
                 fd,
             },
@@ -287,6 +369,7 @@ impl Tree {
             self.charge(1)?;
         }
         let root = Arc::clone(&from.root);
+        let canon = from.canon.clone();
         let mut rel = from.rel.clone();
         let mut qids = Vec::with_capacity(names.len());
         let mut last = None;
@@ -295,7 +378,9 @@ impl Tree {
             validate_name(name, u32::MAX)
                 .map_err(|e| Refusal::new(ErrorCode::Malformed, format!("names[{i}]: {e}")))?;
             rel.push(name);
-            let step = open_beneath(&*root, &rel).and_then(|fd| qid_of(&fd).map(|(q, _)| (q, fd)));
+            let described = canon.as_deref().and_then(|c| canonical_stat(c, &rel));
+            let step = open_beneath(&*root, &rel)
+                .and_then(|fd| qid_of(&fd, described.as_ref()).map(|(q, _)| (q, fd)));
             match step {
                 Ok((qid, fd)) => {
                     qids.push(qid);
@@ -312,7 +397,15 @@ impl Tree {
                 .try_clone()
                 .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?,
         };
-        self.fids.insert(newfid, Node { root, rel, fd });
+        self.fids.insert(
+            newfid,
+            Node {
+                root,
+                canon,
+                rel,
+                fd,
+            },
+        );
         Ok(qids)
     }
 
@@ -323,13 +416,14 @@ impl Tree {
             .rel
             .file_name()
             .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
-        stat_of(&node.fd, name).map_err(|e| Refusal::from_errno(e, "stat"))
+        let described = node.canonical(&node.rel);
+        stat_of(&node.fd, name, described.as_ref()).map_err(|e| Refusal::from_errno(e, "stat"))
     }
 
     /// The kind of the node behind `fid` and a descriptor of it (for a call).
     pub fn node_fd(&self, fid: u32) -> Result<(QidType, OwnedFd), Refusal> {
         let node = self.node(fid)?;
-        let (qid, _) = qid_of(&node.fd).map_err(|e| Refusal::from_errno(e, "stat"))?;
+        let (qid, _) = qid_of(&node.fd, None).map_err(|e| Refusal::from_errno(e, "stat"))?;
         let fd = node
             .fd
             .try_clone()
@@ -369,7 +463,9 @@ impl Tree {
             if name == "." || name == ".." {
                 continue;
             }
-            let stat = open_beneath(&dir, Path::new(&name)).and_then(|fd| stat_of(&fd, name));
+            let described = node.canonical(&node.rel.join(&name));
+            let stat = open_beneath(&dir, Path::new(&name))
+                .and_then(|fd| stat_of(&fd, name, described.as_ref()));
             if let Ok(stat) = stat {
                 out.push(stat);
             }
@@ -488,6 +584,69 @@ mod tests {
         set.unwrap();
         assert_eq!(t.stat(2).unwrap().label.as_deref(), Some(label));
         assert_eq!(t.stat(1).unwrap().label, None);
+    }
+
+    #[test]
+    fn stat_walk_and_list_describe_the_canonical_node_not_the_clone() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let clone = tmp_tree();
+        let canon = tmp_tree();
+        let set_mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        // The canonical endpoint as the admin made it; its clone node as the
+        // monitor would: another inode, another mode, another time.
+        set_mode(&canon.join("a/b/echo"), 0o750);
+        set_mode(&clone.join("a/b/echo"), 0o666);
+        let old = rustix::fs::Timespec {
+            tv_sec: 1_000_000,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            canon.join("a/b/echo"),
+            &times,
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+        let canon_echo = std::fs::metadata(canon.join("a/b/echo")).unwrap();
+        let canon_b = std::fs::metadata(canon.join("a/b")).unwrap();
+        let mut t = Tree::new(clone.to_path_buf(), "u".into())
+            .canonical(&canon)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        t.attach(1, "u", "/a").unwrap();
+        let qids = t.walk(1, 2, &names(&["b", "echo"])).unwrap();
+        assert_eq!(qids[0].path, canon_b.ino());
+        assert_eq!(qids[1].path, canon_echo.ino());
+        assert_eq!(qids[1].version, 1_000_000);
+        let st = t.stat(2).unwrap();
+        assert_eq!(
+            (st.mode, st.mtime, st.qid.kind),
+            (0o750, 1_000_000, QidType::Endpoint)
+        );
+        let listed = t
+            .walk(1, 3, &names(&["b"]))
+            .and_then(|_| t.list(3))
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].qid.path, listed[0].mode),
+            (canon_echo.ino(), 0o750)
+        );
+        // Gone from the canonical tree since the clone was made: the clone
+        // node is what there is to describe.
+        std::fs::remove_file(canon.join("a/b/echo")).unwrap();
+        let st = t.stat(2).unwrap();
+        assert_eq!(st.mode, 0o666);
+        assert_eq!(
+            st.qid.path,
+            std::fs::metadata(clone.join("a/b/echo")).unwrap().ino()
+        );
     }
 
     #[test]
