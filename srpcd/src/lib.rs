@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod certificate;
 pub mod config;
 pub mod front;
 pub mod ipc;

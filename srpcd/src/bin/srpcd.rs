@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use srpcd::config::{Config, DEFAULT_PATH};
 
 const USAGE: &str = "\
-Usage: srpcd [--config PATH] [--check-config]
+Usage: srpcd [--config PATH] [--check-config | --generate-certificate]
 
 The sRPC daemon. Runs as root; starts the TLS front as the configured
 unprivileged user and one worker per authenticated user.
@@ -15,6 +15,9 @@ unprivileged user and one worker per authenticated user.
 Options:
   -c, --config PATH   configuration file (default /etc/srpc/srpcd.toml)
       --check-config  check the configuration and the TLS and PAM files, then exit
+      --generate-certificate
+                      if neither TLS file of the configuration exists, write a
+                      self-signed certificate and key there; print the pin, exit
   -h, --help          show this help
   -V, --version       show the version
 
@@ -25,6 +28,7 @@ system bus). See srpcd(8) and srpcd.toml(5).";
 fn main() -> ExitCode {
     let mut config_path = PathBuf::from(DEFAULT_PATH);
     let mut check_only = false;
+    let mut generate = false;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
                 None => return usage_error("--config needs a path"),
             },
             Some("--check-config") => check_only = true,
+            Some("--generate-certificate") => generate = true,
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -44,6 +49,9 @@ fn main() -> ExitCode {
             _ => return usage_error(&format!("unknown argument {arg:?}")),
         }
     }
+    if check_only && generate {
+        return usage_error("--check-config and --generate-certificate exclude each other");
+    }
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -51,6 +59,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if generate {
+        return generate_certificate(&config);
+    }
     if check_only {
         return match srpcd::monitor::check(&config) {
             Ok(pin) => {
@@ -88,6 +99,27 @@ fn main() -> ExitCode {
                 srpcd::monitor::StartError::Check(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
+        }
+    }
+}
+
+/// `--generate-certificate` (srpcd(8)): stdout goes to the journal when the unit
+/// runs it, so the pin is shown there, once, next to srpcd's own start line.
+fn generate_certificate(config: &Config) -> ExitCode {
+    use srpcd::certificate::{default_names, generate_if_absent, Outcome};
+    let (cert, key) = (config.tls.certificate.display(), config.tls.key.display());
+    match generate_if_absent(config, default_names()) {
+        Ok(Outcome::Existing(pin)) => {
+            println!("srpcd: {cert} and {key} exist; clients pin {pin}");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Generated(pin)) => {
+            println!("srpcd: generated a self-signed certificate {cert} and key {key}; clients pin {pin}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("srpcd: {e}");
+            ExitCode::from(2)
         }
     }
 }

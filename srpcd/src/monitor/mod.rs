@@ -17,7 +17,7 @@ mod launch;
 mod notify;
 pub(crate) mod security;
 mod start_limit;
-mod startup;
+pub(crate) mod startup;
 mod user_limits;
 mod workers;
 
