@@ -238,7 +238,7 @@ async fn front_user_leftovers_end_with_srpcd(mode: Mode) {
         .parent()
         .unwrap()
         .join("srpc-front");
-    let front = pids_of(&front_exe, front_uid);
+    let front = front_pids(&front_exe, front_uid);
     assert_eq!(front.len(), 1, "one front: {front:?}");
 
     let mut leftover = sleep_as(&front_user);
@@ -363,7 +363,8 @@ async fn under_a_delegated_cgroup_srpcd_keeps_the_delegated_cgroup_empty() {
         .parent()
         .unwrap()
         .join("srpc-front");
-    let front = pids_of(&front_exe, front_uid);
+    let front = front_pids(&front_exe, front_uid);
+    assert_eq!(front.len(), 1, "one front: {front:?}");
     assert_eq!(procs_of(&subtree.join("front")), format!("{}\n", front[0]));
     support::stop(&mut daemon.child);
     assert!(
@@ -409,4 +410,18 @@ async fn a_stale_subtree_is_killed_and_removed_at_start() {
     }
     assert!(killed, "the stale subtree's process lives");
     assert!(!stale.0.exists(), "the stale subtree is still there");
+}
+
+/// The front's pids. srpcd answers TCP (its listener's backlog) before the
+/// front has exec'd: until then the process is still `srpc-launch`, so under
+/// load the front may need a moment to show up (bounded: 10 s).
+fn front_pids(exe: &Path, uid: u32) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = pids_of(exe, uid);
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
