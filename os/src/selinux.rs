@@ -34,6 +34,17 @@ pub enum Mode {
     Enforcing,
 }
 
+impl Mode {
+    /// `enforcing`, `permissive` or `disabled`, as `getenforce` says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Disabled => "disabled",
+            Mode::Permissive => "permissive",
+            Mode::Enforcing => "enforcing",
+        }
+    }
+}
+
 /// The kernel's SELinux mode, from selinuxfs. `/etc/selinux/config` is not
 /// consulted: it says what the next boot does, not what this kernel does.
 pub fn mode() -> io::Result<Mode> {

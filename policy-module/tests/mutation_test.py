@@ -83,6 +83,8 @@ CASES = [
      "handler context"),
     ("monitor may not bind the port", "srpcd.te",
      "allow srpcd_t srpc_port_t:tcp_socket name_bind;", "", "TLS listener on 5640"),
+    ("srpcd cannot answer srpcctl", "srpcd.te", "unconfined_dbus_chat(srpcd_t)",
+     "dbus_system_bus_client(srpcd_t)", "srpcd answers srpcctl"),
     ("port module on another port", "srpcd_port.cil", "tcp 5640", "tcp 5641",
      "portcon tcp 5640 is srpc_port_t"),
     ("tree files not endpoints", "srpcd.fc", "/srv/srpc/.*\t\t\t\t--",

@@ -338,6 +338,15 @@ def run_checks(r, pol, sepol, fc):
                    ("srpc_tls_key_t", "TLS key"), ("etc_t", "pam.d, limits.conf")]:
         allowed(SRPCD, obj(t), "file", "read", f"monitor reads {why}")
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
+    denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
+    allowed(SRPCD, obj("sysctl_fs_t"), "file", "read", "/proc/sys/fs/nr_open (nofile unlimited)")
+    for s_ in [SRPCD, FRONT, f"{WORKERS['user']}:s0:c1", "staff_u:staff_r:srpcexample_handler_t:s0:c1"]:
+        allowed(s_, obj("sysctl_vm_overcommit_t"), "file", "read", "glibc malloc's overcommit_memory")
+    denied(SRPCD, obj("srpc_worker_exec_t"), "file", "execute_no_trans",
+           "srpc-worker runs only in a worker domain", "te")
+    allowed(SRPCD, f"{WORKERS['staff']}:s0:c1", "file", "read", "/proc/<pid>/stat of a worker")
+    denied(SRPCD, "system_u:system_r:sshd_t:s0", "file", "read", "/proc of unrelated processes")
+    denied(SRPCD, f"{WORKERS['staff']}:s0:c1", "process", "ptrace", "never ptrace a worker", "te")
     allowed(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "getattr", "lstat a symlink it skips")
     denied(SRPCD, obj("srpc_endpoint_t"), "lnk_file", "read", "and never follows it", "te")
     denied(SRPCD, obj("unreserved_port_t"), "tcp_socket", "name_bind", "no other port", "te")
@@ -348,12 +357,27 @@ def run_checks(r, pol, sepol, fc):
     r.check(ports[:1] == ["srpc_port_t"], "portcon tcp 5640 is srpc_port_t (srpcd_port.cil)",
             f"got {ports}")
 
+    # ---- The admin interface on the system bus --------------------------------------
+    allowed(SRPCD, "system_u:system_r:system_dbusd_t:s0", "dbus", "acquire_svc", "own org.srpc.Srpcd1")
+    allowed(SRPCD, obj("system_dbusd_runtime_t"), "sock_file", "write", "connect to the system bus")
+    allowed("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023", SRPCD, "dbus", "send_msg",
+            "srpcctl as root")
+    allowed(SRPCD, "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023", "dbus", "send_msg",
+            "srpcd answers srpcctl")
+    denied("user_u:user_r:user_t:s0", SRPCD, "dbus", "send_msg", "a confined user cannot call it", "te")
+    denied(f"{WORKERS['staff']}:s0:c1", SRPCD, "dbus", "send_msg", "nor can a worker", "te")
+
     # ---- The front ---------------------------------------------------------------------
     allowed(FRONT, SRPCD, "tcp_socket", "accept", "TLS connections on srpcd's listener")
     allowed(FRONT, SRPCD, "unix_stream_socket", "read", "the monitor channel")
     denied(FRONT, obj("srpc_tls_key_t"), "file", "read", "the key reaches the front in memory", "te")
     denied(FRONT, obj("srpc_port_t"), "tcp_socket", "name_bind", "only srpcd binds", "te")
     denied(FRONT, obj("srpc_endpoint_t"), "sock_file", "write", "the front calls no endpoint", "te")
+    allowed(FRONT, FRONT, "process", "setrlimit", "the front makes its core limit 0")
+    allowed(FRONT, obj("devlog_t"), "sock_file", "write", "the front logs to journald")
+    allowed(f"{WORKERS['staff']}:s0:c1", obj("devlog_t"), "sock_file", "write",
+            "workers log to journald")
+    denied(FRONT, obj("shell_exec_t"), "file", "execute", "the front runs no program", "te")
 
     # ---- Hostile handlers and workers ---------------------------------------------------
     hostile = [
@@ -392,6 +416,13 @@ def run_checks(r, pol, sepol, fc):
                "another user's listener", "constraint")
     allowed("staff_u:staff_r:srpcexample_handler_t:s0:c1", obj("srpcexample_data_t"), "file", "read",
             "the example's handler reads its data")
+    for handler in ["srpc_handler_t", "srpc_admin_handler_t"]:
+        h = f"staff_u:staff_r:{handler}:s0:c1"
+        allowed(h, obj("etc_t"), "file", "read", f"{handler} resolves names (/etc/passwd)")
+        allowed(h, obj("proc_t"), "file", "read", f"{handler} reads /proc/loadavg")
+    for t, c, p, why in [("etc_t", "file", "read", "/etc/passwd"), ("proc_t", "file", "read", "/proc")]:
+        denied("staff_u:staff_r:srpcexample_handler_t:s0:c1", obj(t), c, p,
+               f"an application's handler gets only what its module grants: {why}", "te")
     denied("staff_u:staff_r:srpc_handler_t:s0:c1", obj("srpcexample_data_t"), "file", "read",
            "other handlers do not", "te")
     for name, base in WORKERS.items():

@@ -216,6 +216,7 @@ async fn scenario(args: &Args, srpcd: &launch::Srpcd) -> Result<(), String> {
         other => return Err(format!("a wrong password should be refused, got {other:?}")),
     }
     cli(&mut n, args, srpcd, admin)?;
+    srpcctl(&mut n, args)?;
     println!();
     println!("All checks passed: handlers ran as their callers, the kernel refused {user},");
     println!("a wrong password was refused, and both users shared one connection.");
@@ -270,6 +271,80 @@ fn cli(n: &mut u32, args: &Args, srpcd: &launch::Srpcd, user: &str) -> Result<()
     );
     show(format!("→ \"{echoed}\""));
     check(echoed == "hello from the CLI", "the CLI call echoes")
+}
+
+/// srpcctl over the demo's private system bus (`DBUS_SYSTEM_BUS_ADDRESS`,
+/// set by scripts/demo): what an administrator sees while both users are
+/// logged in. As root; then as the ordinary user, who may see the status only.
+fn srpcctl(n: &mut u32, args: &Args) -> Result<(), String> {
+    if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none() {
+        step(
+            n,
+            "srpcctl: skipped (no DBUS_SYSTEM_BUS_ADDRESS; run through make demo)",
+        );
+        return Ok(());
+    }
+    let bin = launch::bin_dir()?.join("srpcctl");
+    let run = |as_user: Option<&str>, cmd: &[&str]| -> Result<(bool, String), String> {
+        let mut c = match as_user {
+            None => std::process::Command::new(&bin),
+            Some(u) => {
+                let account = nix::unistd::User::from_name(u)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| format!("no user {u}"))?;
+                let mut c = std::process::Command::new("setpriv");
+                c.arg(format!("--reuid={}", account.uid))
+                    .arg(format!("--regid={}", account.gid))
+                    .arg("--init-groups")
+                    .arg(&bin);
+                c
+            }
+        };
+        let out = c
+            .args(cmd)
+            .output()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    };
+    for cmd in [&["status"][..], &["sessions"], &["workers"]] {
+        let (ok, text) = run(None, cmd)?;
+        step(n, format!("srpcctl {} (root)", cmd.join(" ")));
+        for line in text.lines() {
+            show(line);
+        }
+        check(ok, "srpcctl works for root")?;
+        if cmd != ["status"] {
+            check(
+                text.contains(&args.admin) && text.contains(&args.user),
+                "srpcctl shows both users",
+            )?;
+        }
+    }
+    let (ok, json) = run(None, &["--json", "sessions"])?;
+    step(n, "srpcctl --json sessions (root)");
+    for line in json.lines() {
+        show(line);
+    }
+    check(
+        ok && json.trim_start().starts_with('['),
+        "srpcctl prints JSON",
+    )?;
+    let (ok, text) = run(Some(&args.user), &["sessions"])?;
+    step(
+        n,
+        format!("srpcctl sessions (as {}, not in srpcadmin)", args.user),
+    );
+    show(format!("→ {}", text.trim_end()));
+    check(
+        !ok && text.contains("access denied"),
+        "an ordinary user is refused",
+    )
 }
 
 fn main() -> ExitCode {

@@ -33,6 +33,30 @@ pub struct Config {
     pub workers: Workers,
     /// SELinux: the label map and levels.
     pub selinux: Selinux,
+    /// The D-Bus admin interface.
+    pub admin: Admin,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Serve `org.srpc.Srpcd1` on the system bus. Without a system bus srpcd
+    /// runs on (with a warning); a bus where another process owns the name
+    /// refuses the start.
+    pub dbus: bool,
+    /// Members of this group (and root) may call the admin methods; the bus
+    /// policy file must name the same group.
+    pub group: String,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            dbus: true,
+            group: "srpcadmin".into(),
+        }
+    }
 }
 
 /// `[tls]`
@@ -223,6 +247,7 @@ impl Default for Config {
             pam: Pam::default(),
             limits: Limits::default(),
             workers: Workers::default(),
+            admin: Admin::default(),
             selinux: Selinux::default(),
         }
     }

@@ -56,6 +56,12 @@ pub enum ToMonitor {
         /// A successful authentication.
         auth: u64,
     },
+    /// The front revoked the session of `auth` (it asked by
+    /// `ToFront::Revoke`): no request of it is served from now on.
+    Revoked {
+        /// The authentication.
+        auth: u64,
+    },
     /// A session ended; when a worker has none left it is reaped after the idle
     /// timeout.
     SessionEnd {
@@ -126,6 +132,12 @@ pub enum ToFront {
         code: u32,
         /// Message for the client.
         message: String,
+    },
+    /// Pushed by the monitor: an administrator ended this session (or its
+    /// user's worker). The front drops its fids and never attaches it again.
+    Revoke {
+        /// The authentication the session attached with.
+        auth: u64,
     },
     /// The worker for the session. Carries the link's fd when it is new to the
     /// front (a worker's first session); otherwise the front already holds it.

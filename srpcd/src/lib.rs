@@ -4,6 +4,7 @@
 // would buy nothing on these cold paths.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 pub mod certificate;
 pub mod config;
 pub mod front;

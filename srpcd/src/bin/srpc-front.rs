@@ -10,7 +10,7 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    srpcd::logging::init("srpc-front");
+    let _ = srpcd::logging::init("srpc-front");
     if std::env::args_os().len() > 1 {
         return usage();
     }

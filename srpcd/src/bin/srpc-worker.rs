@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    srpcd::logging::init("srpc-worker");
+    let _ = srpcd::logging::init("srpc-worker");
     match srpcd::worker::main(std::env::args_os().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -22,7 +22,8 @@ Options:
   -V, --version       show the version
 
 Signals: SIGHUP reloads the configuration and TLS certificate; SIGTERM drains
-and stops. See srpcd(8) and srpcd.toml(5).";
+and stops. Administration: srpcctl(8), over D-Bus (org.srpc.Srpcd1 on the
+system bus). See srpcd(8) and srpcd.toml(5).";
 
 fn main() -> ExitCode {
     let mut config_path = PathBuf::from(DEFAULT_PATH);
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    srpcd::logging::init("srpcd");
+    let levels = srpcd::logging::init("srpcd");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
     // front died, an operation failed), 2 a check refused the configuration
     // before anything was served — so a unit can keep Restart=on-failure from
     // retrying a configuration that cannot work (RestartPreventExitStatus=2).
-    match runtime.block_on(srpcd::monitor::run(config_path, config)) {
+    match runtime.block_on(srpcd::monitor::run(config_path, config, levels)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -166,7 +166,7 @@ impl Drop for AuthFid {
 
 struct Conn {
     front: Arc<Front>,
-    rhost: String,
+    rhost: std::net::IpAddr,
     limits: Limits,
     fids: Mutex<HashMap<u32, Fid>>,
     inflight: Mutex<HashMap<u64, Inflight>>,
@@ -259,7 +259,7 @@ pub async fn serve_connection(
     let conn = Arc::new(Conn {
         budget,
         front,
-        rhost: peer.ip().to_string(),
+        rhost: peer.ip(),
         limits,
         fids: Mutex::new(HashMap::new()),
         inflight: Mutex::new(HashMap::new()),
@@ -418,7 +418,7 @@ impl Sessionless {
             return false;
         }
         tracing::info!(
-            peer = conn.rhost,
+            peer = %conn.rhost,
             "closing a connection that had no session for {}s",
             self.timeout.as_secs()
         );
@@ -622,9 +622,9 @@ impl Conn {
             Message::Twalk { fid, newfid, names } => {
                 self.walk(fid, pinned.as_ref(), newfid, names).await
             }
-            Message::Tstat { fid } => match Self::node_of(fid, pinned.as_ref()) {
+            Message::Tstat { fid } => match self.node_of(fid, pinned.as_ref()) {
                 Ok(node) => {
-                    self.forward(&node, |wfid| Message::Tstat { fid: wfid })
+                    self.forward(&node, "stat", |wfid| Message::Tstat { fid: wfid })
                         .await
                 }
                 Err(e) => e,
@@ -667,8 +667,17 @@ impl Conn {
     }
 
     /// The node `fid` was bound to when its request was read ([`Conn::pin`]).
-    fn node_of(fid: u32, pinned: Option<&Fid>) -> Result<Arc<NodeFid>, Message> {
+    fn node_of(&self, fid: u32, pinned: Option<&Fid>) -> Result<Arc<NodeFid>, Message> {
         match pinned {
+            Some(Fid::Node(node)) if node.session.is_revoked() => {
+                // Killed by an administrator: the fid goes now (its worker
+                // fid is clunked as it drops), and says why once.
+                let mut fids = lock(&self.fids);
+                if matches!(fids.get(&fid), Some(Fid::Node(n)) if Arc::ptr_eq(n, node)) {
+                    fids.remove(&fid);
+                }
+                Err(super::session::revoked_error())
+            }
             Some(Fid::Node(node)) => Ok(Arc::clone(node)),
             Some(Fid::Auth(_)) => Err(Message::error(
                 ErrorCode::BadFid,
@@ -710,12 +719,17 @@ impl Conn {
         if let Some(Fid::Auth(auth)) = pinned {
             return self.converse(auth, data).await;
         }
-        let node = match Self::node_of(fid, pinned) {
+        let node = match self.node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };
         // Directories too: an empty append lists one (the worker decides).
-        self.forward(&node, move |wfid| Message::Tappend { fid: wfid, data })
+        let op = if node.kind == QidType::Dir {
+            "list"
+        } else {
+            "call"
+        };
+        self.forward(&node, op, move |wfid| Message::Tappend { fid: wfid, data })
             .await
     }
 
@@ -778,7 +792,7 @@ impl Conn {
                         auth: auth.id,
                         user: auth.uname.clone(),
                         aname: auth.aname.clone(),
-                        rhost: self.rhost.clone(),
+                        rhost: self.rhost.to_string(),
                     },
                     zeroize::Zeroizing::new(Vec::new()),
                 )
@@ -914,7 +928,7 @@ impl Conn {
         newfid: u32,
         names: Vec<String>,
     ) -> Message {
-        let from = match Self::node_of(fid, pinned) {
+        let from = match self.node_of(fid, pinned) {
             Ok(node) => node,
             Err(e) => return e,
         };
@@ -944,7 +958,12 @@ impl Conn {
         };
         let qids = match reply {
             Message::Rwalk { qids } => qids,
-            err @ Message::Rerror { .. } => return err,
+            err @ Message::Rerror { .. } => {
+                let mut path = from.path.clone();
+                path.extend(names);
+                self.audit_denial(&from.session, &path, "walk", &err);
+                return err;
+            }
             other => {
                 return Message::error(
                     ErrorCode::Internal,
@@ -988,17 +1007,61 @@ impl Conn {
         }
     }
 
-    /// Sends a request about `node` to its worker (relinking if it died).
-    async fn forward(&self, node: &Arc<NodeFid>, make: impl FnOnce(u32) -> Message) -> Message {
+    /// Sends a request about `node` to its worker (relinking if it died);
+    /// `op` names it in the audit trail should the kernel refuse it.
+    async fn forward(
+        &self,
+        node: &Arc<NodeFid>,
+        op: &str,
+        make: impl FnOnce(u32) -> Message,
+    ) -> Message {
         let (link, wfid) = match node.session.live(node).await {
             Ok(bound) => bound,
             Err(e) => return e,
         };
         match link.call(make(wfid), None).await {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                self.audit_denial(&node.session, &node.path, op, &reply);
+                reply
+            }
             Err(_) => super::worker_link::link_down_error(),
         }
     }
+
+    /// A kernel refusal on the session's behalf goes to the audit trail. The
+    /// user, the client and the path are the front's own (its session and fid
+    /// tables); only the errno is the worker's word.
+    fn audit_denial(&self, session: &Session, path: &[String], op: &str, reply: &Message) {
+        if let Message::Rerror {
+            code: ErrorCode::PermissionDenied,
+            errno,
+            ..
+        } = reply
+        {
+            let endpoint = endpoint_path(&session.aname, path);
+            crate::audit::Event::CallDenied {
+                user: &session.user,
+                remote: self.rhost,
+                endpoint: &endpoint,
+                operation: op,
+                errno: *errno,
+            }
+            .emit();
+        }
+    }
+}
+
+/// The full path of a node: the attach path, then the names walked from it.
+fn endpoint_path(aname: &str, path: &[String]) -> String {
+    let mut full = aname.trim_end_matches('/').to_owned();
+    for name in path {
+        full.push('/');
+        full.push_str(name);
+    }
+    if full.is_empty() {
+        full.push('/');
+    }
+    full
 }
 
 /// The client's answer to the monitor's reply to one round, and where the
@@ -1027,7 +1090,10 @@ fn step_of(
             auth.end_conversation();
             Message::error(ErrorCode::from_number(*code), message.clone())
         }
-        ToFront::Worker { .. } | ToFront::Configure { .. } | ToFront::Listener => {
+        ToFront::Worker { .. }
+        | ToFront::Configure { .. }
+        | ToFront::Listener
+        | ToFront::Revoke { .. } => {
             Message::error(ErrorCode::Internal, "the monitor answered out of turn")
         }
     }

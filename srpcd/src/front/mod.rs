@@ -24,7 +24,7 @@ pub use monitor_client::{MonitorClient, MonitorGone};
 pub use tls::acceptor as tls_acceptor;
 pub use worker_link::WorkerLink;
 
-use crate::ipc::{Channel, FrontSettings, ToFront, FRONT_CHANNEL_NAME};
+use crate::ipc::{Channel, FrontSettings, ToFront, ToMonitor, FRONT_CHANNEL_NAME};
 
 /// State shared by all connections of the front.
 pub struct Front {
@@ -35,6 +35,8 @@ pub struct Front {
     /// Signalled whenever a worker link is added.
     link_added: tokio::sync::Notify,
     sessions: Mutex<HashMap<String, u32>>,
+    /// Live sessions by authentication id, for revocation.
+    attached: Mutex<HashMap<u64, std::sync::Weak<session::Session>>>,
     sources: Mutex<HashMap<IpAddr, u32>>,
     draining: tokio::sync::watch::Sender<bool>,
     /// Request and reply bytes held, over all connections.
@@ -191,6 +193,7 @@ pub async fn run(
         links: Mutex::new(HashMap::new()),
         link_added: tokio::sync::Notify::new(),
         sessions: Mutex::new(HashMap::new()),
+        attached: Mutex::new(HashMap::new()),
         sources: Mutex::new(HashMap::new()),
         draining: tokio::sync::watch::Sender::new(false),
         budget: Arc::default(),
@@ -202,7 +205,14 @@ pub async fn run(
     let (gone_tx, mut monitor_gone) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         while let Some(env) = configure_rx.recv().await {
-            tls::apply(&reconfigure, env);
+            match env.msg {
+                ToFront::Revoke { auth } => {
+                    reconfigure.revoke(auth);
+                    let done = ToMonitor::Revoked { auth };
+                    reconfigure.monitor.notify(&done).await;
+                }
+                _ => tls::apply(&reconfigure, env),
+            }
         }
         drop(gone_tx);
     });
@@ -371,7 +381,7 @@ impl ToFront {
     /// The authentication a reply is about (none for `Configure`).
     pub fn auth(&self) -> Option<u64> {
         match self {
-            ToFront::Configure { .. } | ToFront::Listener => None,
+            ToFront::Configure { .. } | ToFront::Listener | ToFront::Revoke { .. } => None,
             ToFront::AuthStep { auth }
             | ToFront::Failed { auth, .. }
             | ToFront::Worker { auth, .. } => Some(*auth),

@@ -29,7 +29,8 @@ pub struct MonitorClient {
 const MAX_UNCLAIMED: usize = 4096;
 
 impl MonitorClient {
-    /// Starts routing replies from `chan`. `Configure` messages go to
+    /// Starts routing replies from `chan`. What the monitor pushes unasked
+    /// (`Configure`, `Revoke`) goes to
     /// `configure`; the channel closes when the monitor goes away.
     pub fn start(
         chan: Channel,

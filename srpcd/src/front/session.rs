@@ -1,12 +1,13 @@
 //! Sessions (one user attached through one authentication) and the fids that
 //! belong to them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use srpc_proto::{ErrorCode, Message, Qid, QidType};
 
 use super::worker_link::{link_down_error, WorkerLink};
-use super::Front;
+use super::{lock, Front};
 use crate::ipc::{ToFront, ToMonitor};
 
 /// One user's session: lives while any fid walked from its attach is bound.
@@ -19,10 +20,22 @@ pub struct Session {
     pub aname: String,
     link: tokio::sync::Mutex<Arc<WorkerLink>>,
     front: Arc<Front>,
+    /// Set when the monitor revokes the session (an administrator killed it
+    /// or stopped its worker).
+    revoked: AtomicBool,
+}
+
+/// What a request on a revoked session's fid is answered.
+pub fn revoked_error() -> Message {
+    Message::error(
+        ErrorCode::AuthRequired,
+        "the session was ended by an administrator; authenticate again",
+    )
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        lock(&self.front.attached).remove(&self.auth);
         self.front.session_ended(&self.user);
         let monitor = Arc::clone(&self.front.monitor);
         let auth = self.auth;
@@ -81,7 +94,9 @@ impl Session {
             aname: aname.to_owned(),
             link: tokio::sync::Mutex::new(Arc::clone(&link)),
             front: Arc::clone(front),
+            revoked: AtomicBool::new(false),
         });
+        lock(&front.attached).insert(auth, Arc::downgrade(&session));
         let (wfid, qid) = session.attach_on(&link, &[]).await?;
         Ok((session, link, wfid, qid))
     }
@@ -130,8 +145,17 @@ impl Session {
         }
     }
 
-    /// The fid's worker binding, re-made on a new worker if the old one died.
+    /// Whether the monitor revoked it.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// The fid's worker binding, re-made on a new worker if the old one died
+    /// (never for a revoked session: the monitor would refuse it anyway).
     pub async fn live(&self, fid: &NodeFid) -> Result<(Arc<WorkerLink>, u32), Refused> {
+        if self.is_revoked() {
+            return Err(revoked_error());
+        }
         let current = fid
             .bound
             .lock()
@@ -163,6 +187,20 @@ fn unexpected(msg: &Message) -> Message {
 }
 
 impl Front {
+    /// The monitor revoked the session of `auth`: its fids answer
+    /// [`revoked_error`] and go.
+    pub fn revoke(&self, auth: u64) {
+        let session = lock(&self.attached)
+            .get(&auth)
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(s) = session {
+            s.revoked.store(true, Ordering::Release);
+            tracing::info!(auth, user = s.user, "session revoked by the monitor");
+        } else {
+            tracing::info!(auth, "revoked a session that had already ended");
+        }
+    }
+
     /// The monitor's worker for a successful authentication, and its link.
     pub async fn worker_for(&self, auth: u64) -> Result<(String, Arc<WorkerLink>), Refused> {
         let reply = self
@@ -178,9 +216,13 @@ impl Front {
             ToFront::Failed { code, message, .. } => {
                 Err(Message::error(ErrorCode::from_number(code), message))
             }
-            ToFront::AuthStep { .. } | ToFront::Configure { .. } | ToFront::Listener => Err(
-                Message::error(ErrorCode::Internal, "the monitor answered out of turn"),
-            ),
+            ToFront::AuthStep { .. }
+            | ToFront::Configure { .. }
+            | ToFront::Listener
+            | ToFront::Revoke { .. } => Err(Message::error(
+                ErrorCode::Internal,
+                "the monitor answered out of turn",
+            )),
         }
     }
 }

@@ -20,7 +20,7 @@ use super::clone::{CloneError, Cloner, RunAs, UserClone};
 use super::labeling::UserSecurity;
 use super::security::Security;
 use super::workers::{Spawner, Worker};
-use super::{Auth, Monitor};
+use super::{Attached, Auth, Monitor};
 use crate::ipc::ToFront;
 use crate::pam::{self, AuthenticatedUser, Transaction};
 use crate::users::Account;
@@ -46,6 +46,11 @@ pub enum Event {
     },
     /// An attach to a running worker has its clone synced.
     Synced(Synced),
+    /// A reload's re-sync of the user's clone is done.
+    Resynced {
+        /// Whose.
+        user: String,
+    },
 }
 
 /// A worker that started.
@@ -66,8 +71,8 @@ pub struct Synced {
     pub auth: u64,
     /// Whose.
     pub user: String,
-    /// Where.
-    pub aname: String,
+    /// Where, from where, since when.
+    pub session: Attached,
     /// A new session (not a re-attach after a worker crash).
     pub new_session: bool,
     /// The clone sync's result.
@@ -124,7 +129,7 @@ impl AttachError {
 /// An attach waiting for its user's worker to start.
 pub struct Queued {
     auth: u64,
-    aname: String,
+    session: Attached,
     new_session: bool,
 }
 
@@ -145,32 +150,24 @@ impl Monitor {
     /// The worker for an authentication's user, started if need be, and its
     /// clone at the attach path; answered when the task reports back.
     pub(super) async fn attach(&mut self, auth: u64) {
-        let (user, aname, fresh) = match self.auths.remove(&auth) {
-            Some(Auth::Authenticated { aname, user, tx }) => {
-                (user.pam_user.clone(), aname, Some((user, tx)))
-            }
-            Some(Auth::Attached { aname, user }) => (user, aname, None),
-            other => {
-                if let Some(other) = other {
-                    self.auths.insert(auth, other);
-                }
-                return self
-                    .fail(
-                        auth,
-                        ErrorCode::AuthRequired,
-                        "authentication is not complete",
-                    )
-                    .await;
-            }
+        let Some((session, fresh)) = self.take_for_attach(auth) else {
+            return self
+                .fail(
+                    auth,
+                    ErrorCode::AuthRequired,
+                    "authentication is not complete",
+                )
+                .await;
         };
         let new_session = fresh.is_some();
+        let user = session.user.clone();
         let slot = Arc::clone(self.clones.entry(user.clone()).or_default());
         if let Some(w) = self.workers.by_user.get_mut(&user) {
             if w.starting {
                 w.pending += 1;
                 w.queued.push(Queued {
                     auth,
-                    aname,
+                    session,
                     new_session,
                 });
                 finish_in_background(fresh);
@@ -185,8 +182,7 @@ impl Monitor {
                     slot,
                     run_as,
                     auth,
-                    user,
-                    aname,
+                    session,
                     new_session,
                 ));
                 return;
@@ -198,7 +194,7 @@ impl Monitor {
         let carried = old.as_ref().map_or(0, |w| w.sessions);
         // A restart after a crash keeps the user's context and level.
         let kept = old.as_ref().and_then(|w| w.security.clone());
-        let (account, session) = match (old, fresh) {
+        let (account, opening) = match (old, fresh) {
             (Some(mut old), fresh) if old.pam.is_some() => {
                 finish_in_background(fresh);
                 (old.account.clone(), Opening::Open(old.pam.take()))
@@ -207,7 +203,7 @@ impl Monitor {
             (_, None) => {
                 tracing::error!(user, "no worker: no PAM session to start one in");
                 if !new_session {
-                    self.auths.insert(auth, Auth::Attached { aname, user });
+                    self.auths.insert(auth, Auth::Attached(session));
                 }
                 return self
                     .fail(
@@ -227,18 +223,52 @@ impl Monitor {
             self.ctx.clone(),
             slot,
             account,
-            session,
+            opening,
             tree,
             Synced {
                 auth,
                 user,
-                aname,
+                session,
                 new_session,
                 result: Ok(()),
             },
             id,
             kept,
         ));
+    }
+
+    /// The session an attach is for: a fresh one from a completed login
+    /// (with its PAM user and transaction), or the one an attached
+    /// authentication already has (a re-attach after its worker died).
+    /// `None`, leaving the table as it was, when the authentication is not
+    /// complete.
+    fn take_for_attach(
+        &mut self,
+        auth: u64,
+    ) -> Option<(Attached, Option<(AuthenticatedUser, Transaction)>)> {
+        match self.auths.remove(&auth) {
+            Some(Auth::Authenticated {
+                aname,
+                rhost,
+                user,
+                tx,
+            }) => {
+                let session = Attached {
+                    aname,
+                    user: user.pam_user.clone(),
+                    rhost,
+                    started: std::time::SystemTime::now(),
+                };
+                Some((session, Some((user, tx))))
+            }
+            Some(Auth::Attached(session)) => Some((session, None)),
+            other => {
+                if let Some(other) = other {
+                    self.auths.insert(auth, other);
+                }
+                None
+            }
+        }
     }
 
     /// A worker start reported back.
@@ -276,13 +306,16 @@ impl Monitor {
                 link,
                 security,
             }) => {
-                tracing::info!(
-                    user,
-                    uid = w.account.uid,
-                    pid = child.id(),
-                    context = security.as_ref().map(|s| s.worker.as_str()),
-                    "worker started"
-                );
+                crate::audit::Event::WorkerStarted {
+                    user: &user,
+                    uid: w.account.uid,
+                    pid: child.id(),
+                    context: security.as_ref().map(|s| s.worker.as_str()),
+                }
+                .emit();
+                self.hub
+                    .worker_started
+                    .insert(w.id, std::time::SystemTime::now());
                 w.child = Some(child);
                 w.pam = Some(session);
                 w.security = security;
@@ -298,8 +331,7 @@ impl Monitor {
                         slot,
                         run_as.clone(),
                         q.auth,
-                        user.clone(),
-                        q.aname,
+                        q.session,
                         q.new_session,
                     ));
                 }
@@ -308,7 +340,7 @@ impl Monitor {
                 let failed = |q: Queued| Synced {
                     auth: q.auth,
                     user: user.clone(),
-                    aname: q.aname,
+                    session: q.session,
                     new_session: q.new_session,
                     result: Err(error.clone()),
                 };
@@ -330,10 +362,11 @@ impl Monitor {
         let Synced {
             auth,
             user,
-            aname,
+            session,
             new_session,
             result,
         } = s;
+        let aname = session.aname.clone();
         let worker = self.workers.by_user.get_mut(&user);
         let Some(w) = worker else {
             return self
@@ -346,16 +379,26 @@ impl Monitor {
             Ok(()) if live => {
                 if new_session {
                     w.sessions += 1;
+                    crate::audit::Event::SessionStarted {
+                        session: auth,
+                        user: &user,
+                        remote: session.rhost,
+                        aname: &aname,
+                    }
+                    .emit();
+                    let _ = self.hub.notices.send(super::admin::Notice::SessionStarted(
+                        super::admin::types::Session {
+                            id: auth,
+                            user: user.clone(),
+                            remote: session.rhost.to_string(),
+                            aname: aname.clone(),
+                            started_unix: super::admin::unix_secs(session.started),
+                        },
+                    ));
                 }
                 w.idle_since = None;
                 let id = w.id;
-                self.auths.insert(
-                    auth,
-                    Auth::Attached {
-                        aname,
-                        user: user.clone(),
-                    },
-                );
+                self.auths.insert(auth, Auth::Attached(session));
                 let msg = ToFront::Worker {
                     auth,
                     worker: id,
@@ -380,13 +423,7 @@ impl Monitor {
                     ),
                 };
                 if !new_session {
-                    self.auths.insert(
-                        auth,
-                        Auth::Attached {
-                            aname,
-                            user: user.clone(),
-                        },
-                    );
+                    self.auths.insert(auth, Auth::Attached(session));
                 }
                 self.fail(auth, code, message).await;
                 self.maybe_idle(&user);
@@ -418,6 +455,63 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// After a reload: every running worker's clone is synced again at each
+    /// attach path its sessions use, so live sessions see the changed tree
+    /// (new and removed nodes, changed modes: a changed endpoint is
+    /// re-created and its handler stopped, as at an attach). Off the loop,
+    /// counted in `pending` so a session ending meanwhile leaves the clone
+    /// to the task. Returns how many users' clones are being synced.
+    pub(super) fn resync_all(&mut self) -> usize {
+        let mut anames: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            std::collections::BTreeMap::new();
+        for auth in self.auths.values() {
+            if let Auth::Attached(s) = auth {
+                anames
+                    .entry(s.user.clone())
+                    .or_default()
+                    .insert(s.aname.clone());
+            }
+        }
+        let mut started = 0;
+        for (user, paths) in anames {
+            let Some(slot) = self.clones.get(&user).map(Arc::clone) else {
+                continue;
+            };
+            let Some(w) = self.workers.by_user.get_mut(&user) else {
+                continue;
+            };
+            if !w.is_running() {
+                continue;
+            }
+            w.pending += 1;
+            let run_as = w.run_as();
+            let ctx = self.ctx.clone();
+            started += 1;
+            tokio::spawn(async move {
+                for aname in paths {
+                    let result =
+                        sync_clone(&ctx, Arc::clone(&slot), run_as.clone(), aname.clone()).await;
+                    if let Err(e) = result {
+                        let why = e.detail().map_or_else(|| e.answer().1, str::to_owned);
+                        tracing::warn!(user, aname, "re-sync after reload: {why}");
+                    }
+                }
+                let _ = ctx.events.send(Event::Resynced { user });
+            });
+        }
+        started
+    }
+
+    /// A reload's re-sync reported back.
+    pub(super) fn resynced(&mut self, user: &str) {
+        if let Some(w) = self.workers.by_user.get_mut(user) {
+            w.pending = w.pending.saturating_sub(1);
+        }
+        self.maybe_idle(user);
+    }
+}
+
 /// How a worker start gets its PAM session.
 enum Opening {
     /// The one the last worker ran in, kept across its crash.
@@ -441,15 +535,14 @@ async fn sync(
     slot: CloneSlot,
     run_as: RunAs,
     auth: u64,
-    user: String,
-    aname: String,
+    session: Attached,
     new_session: bool,
 ) {
-    let result = sync_clone(&ctx, slot, run_as, aname.clone()).await;
+    let result = sync_clone(&ctx, slot, run_as, session.aname.clone()).await;
     let _ = ctx.events.send(Event::Synced(Synced {
         auth,
-        user,
-        aname,
+        user: session.user.clone(),
+        session,
         new_session,
         result,
     }));
@@ -511,7 +604,7 @@ async fn start(
                 account: account.clone(),
                 env: s.session.env().to_vec(),
             };
-            first.result = sync_clone(&ctx, slot, run_as, first.aname.clone()).await;
+            first.result = sync_clone(&ctx, slot, run_as, first.session.aname.clone()).await;
         }
         // A level found for this start goes back with it.
         Err(_) if fresh => {

@@ -62,17 +62,19 @@ impl Driver {
     /// conversation), so no client holds a PAM thread longer than that.
     pub async fn run(self) {
         let (auth, deadline) = (self.auth, self.deadline);
+        let (user, rhost) = (self.user.clone(), self.rhost);
         let chan = Arc::clone(&self.chan);
         let events = self.events.clone();
         if tokio::time::timeout(deadline, self.converse())
             .await
             .is_err()
         {
-            tracing::info!(
-                auth,
-                "authentication timed out after {}s",
-                deadline.as_secs()
-            );
+            crate::audit::Event::AuthFailed {
+                user: &user,
+                remote: rhost,
+                reason: &format!("not completed within {} s", deadline.as_secs()),
+            }
+            .emit();
             let msg = ToFront::Failed {
                 auth,
                 code: ErrorCode::Timeout.number(),
@@ -114,7 +116,12 @@ impl Driver {
                     if let Err(e) = self.tx.answer(answers) {
                         // Not a wrong password (nothing was checked): a client
                         // that broke the protocol. Not counted as a failure.
-                        tracing::info!(auth = self.auth, "bad answers: {e}");
+                        crate::audit::Event::AuthFailed {
+                            user: &self.user,
+                            remote: self.rhost,
+                            reason: &format!("bad answers: {e}"),
+                        }
+                        .emit();
                         self.refuse(ErrorCode::Protocol, &e.to_string()).await;
                         return;
                     }
@@ -158,7 +165,12 @@ impl Driver {
         ) {
             lock(&self.lockout).refund(&self.attempt);
         }
-        tracing::info!(auth = self.auth, user = %self.user, rhost = %self.rhost, "authentication failed: {failure}");
+        crate::audit::Event::AuthFailed {
+            user: &self.user,
+            remote: self.rhost,
+            reason: &failure.to_string(),
+        }
+        .emit();
         self.refuse(failure.code(), failure.message()).await;
     }
 }

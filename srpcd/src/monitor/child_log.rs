@@ -3,7 +3,8 @@
 //! truncate its log file). Each child's stderr is a pipe read here, on a task
 //! of its own: lines are capped in length, control characters and invalid
 //! UTF-8 escaped, and each is logged quoted, under the target `srpcd::child`,
-//! with the child's role, user, pid (and endpoint), so a forged
+//! with the child's role, user, pid (and endpoint) as `SRPC_ROLE`,
+//! `SRPC_USER`, `SRPC_PID`, `SRPC_ENDPOINT` in the journal, so a forged
 //! "INFO authenticated" line is visibly a child's text.
 
 use std::fmt::Write as _;
@@ -56,10 +57,10 @@ fn emit(tag: &Tag, pid: u32, line: &[u8], cut: bool) {
     let more = if cut { " (line cut)" } else { "" };
     tracing::info!(
         target: "srpcd::child",
-        role,
-        user = tag.user,
-        pid,
-        endpoint = tag.endpoint,
+        srpc_role = role,
+        srpc_user = tag.user,
+        srpc_pid = pid,
+        srpc_endpoint = tag.endpoint,
         "{role} stderr: {text}{more}"
     );
 }

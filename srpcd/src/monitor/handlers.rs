@@ -84,7 +84,13 @@ pub async fn serve_handler(
             }
         };
         let pid = child.id();
-        tracing::info!(endpoint = name, user, ?pid, "handler started");
+        crate::audit::Event::HandlerStarted {
+            user,
+            endpoint: &name,
+            pid,
+            context: None,
+        }
+        .emit();
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => {
@@ -95,9 +101,16 @@ pub async fn serve_handler(
                 continue;
             }
         };
+        crate::audit::Event::HandlerExited {
+            user,
+            endpoint: &name,
+            pid,
+            status: &status.to_string(),
+            context: None,
+        }
+        .emit();
         if status.success() {
             limit.served();
-            tracing::info!(endpoint = name, user, ?pid, %status, "handler exited");
             continue;
         }
         // A crash. The calls it had accepted fail with it (their connections

@@ -2,6 +2,7 @@
 //! it is the front that connects, and answers the front's small set of typed
 //! requests: PAM steps, the worker for an authenticated user, session ends.
 
+mod admin;
 mod attach;
 mod attrs;
 mod auth;
@@ -13,7 +14,8 @@ mod fsat;
 mod handlers;
 mod labeling;
 mod launch;
-mod security;
+mod notify;
+pub(crate) mod security;
 mod start_limit;
 pub(crate) mod startup;
 mod user_limits;
@@ -51,18 +53,28 @@ enum Auth {
         aname: String,
         /// The client's source as the limits count it (IPv6 by /64).
         source: IpAddr,
+        /// The client's address.
+        rhost: IpAddr,
         answers: mpsc::Sender<AuthAnswers>,
         task: tokio::task::JoinHandle<()>,
     },
     Authenticated {
         aname: String,
+        rhost: IpAddr,
         user: AuthenticatedUser,
         tx: Transaction,
     },
-    Attached {
-        aname: String,
-        user: String,
-    },
+    Attached(Attached),
+}
+
+/// An authentication whose session attached: it lives until the session ends.
+#[derive(Clone)]
+struct Attached {
+    aname: String,
+    user: String,
+    rhost: IpAddr,
+    /// When the session started (wall clock, for `srpcctl sessions`).
+    started: std::time::SystemTime,
 }
 
 struct Monitor {
@@ -78,11 +90,25 @@ struct Monitor {
     pam: pam::Settings,
     /// The front's `RLIMIT_NOFILE`, fixed at start (a reload checks against it).
     front_nofile: srpc_os::Rlimit,
+    /// The admin interface's view and signals.
+    hub: admin::Hub,
+    /// What `Status` shows that the loop does not change.
+    status: admin::types::Status,
+    /// When srpcd started.
+    started: Instant,
+    /// systemd's notifications.
+    notify: notify::Notifier,
+    /// The last STATUS line sent.
+    notified: String,
 }
 
 /// Runs srpcd until SIGTERM/SIGINT (`Ok`) or until the front dies
 /// (`StartError::FrontDied`).
-pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError> {
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    levels: crate::logging::LevelHandle,
+) -> Result<(), StartError> {
     let selinux = startup::check_selinux(&config)?;
     let security = security::Security::init(&config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
@@ -93,6 +119,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let front_account = front_account(&config)?;
     let front_nofile = fd_limit::raise(config.limits.connections)?;
 
+    // Before anything starts: a second srpcd on the same bus stops here.
+    let lockout = Arc::new(Mutex::new(Lockout::new(&config.limits)));
+    let admin_side = start_admin(&config, &pin, levels, &lockout, security.clone()).await?;
+    let AdminSide {
+        hub,
+        requests: mut request_rx,
+        _bus,
+    } = admin_side;
     // Before the first child: every one starts contained (audit L1).
     cgroup::init(config.workers.cgroups);
     cgroup::before_front(&front_account).await;
@@ -127,7 +161,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
     let mut m = Monitor {
         config_path,
         pam: pam::Settings::from(&config.pam),
-        lockout: Arc::new(Mutex::new(Lockout::new(&config.limits))),
+        status: startup_status(&config, &pin),
+        started: Instant::now(),
+        hub,
+        notify: notify::Notifier::from_env(),
+        notified: String::new(),
+        lockout,
         ctx,
         clones: HashMap::new(),
         config,
@@ -136,12 +175,32 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
         workers: Workers::default(),
         front_nofile,
     };
+    let failure = event_loop(&mut m, &mut front, &mut event_rx, &mut request_rx).await?;
+    m.shutdown(&mut front).await;
+    // Whatever the children left behind, the front user's included.
+    cgroup::stop(&front_account).await;
+    // A dead front is a failure, so that Restart=on-failure restarts srpcd.
+    match failure {
+        Some(why) => Err(StartError::FrontDied(why.to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// The monitor's loop: one event at a time until SIGTERM/SIGINT (`None`) or
+/// the front's end (`Some(why)`); the snapshot is published after each.
+async fn event_loop(
+    m: &mut Monitor,
+    front: &mut Child,
+    event_rx: &mut mpsc::UnboundedReceiver<attach::Event>,
+    request_rx: &mut mpsc::UnboundedReceiver<admin::Request>,
+) -> Result<Option<&'static str>, StartError> {
+    let chan = Arc::clone(&m.chan);
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::io("signals"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::io("signals"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(StartError::io("signals"))?;
     let mut sigchld = signal(SignalKind::child()).map_err(StartError::io("signals"))?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let _ = sd_notify_ready();
+    m.notify.ready(&format!("serving on {}", m.config.listen));
     // Why srpcd stops, when it is a failure (not SIGTERM/SIGINT).
     let failure = loop {
         tokio::select! {
@@ -162,29 +221,90 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), StartError>
                 m.reap_exited();
             }
             _ = tick.tick() => m.reap_idle(),
-            _ = sighup.recv() => m.reload().await,
+            _ = sighup.recv() => drop(m.reload("SIGHUP").await),
+            Some(request) = request_rx.recv() => m.admin(request).await,
             _ = sigterm.recv() => break None,
             _ = sigint.recv() => break None,
         }
+        m.publish();
     };
-    m.shutdown(&mut front).await;
-    // Whatever the children left behind, the front user's included.
-    cgroup::stop(&front_account).await;
-    // A dead front is a failure, so that Restart=on-failure restarts srpcd.
-    match failure {
-        Some(why) => Err(StartError::FrontDied(why.to_owned())),
-        None => Ok(()),
-    }
+    Ok(failure)
 }
 
-fn sd_notify_ready() -> std::io::Result<()> {
-    // Type=notify: tell systemd we are serving (no-op without NOTIFY_SOCKET).
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
+/// The loop's end of the admin interface, and the bus connection serving it
+/// (held until srpcd stops: dropping it leaves the bus).
+struct AdminSide {
+    hub: admin::Hub,
+    requests: mpsc::UnboundedReceiver<admin::Request>,
+    _bus: Option<zbus::Connection>,
+}
+
+/// Serves the D-Bus interface if `admin.dbus` says so. No system bus is a
+/// warning (srpcd runs on without it); a name someone else owns refuses the
+/// start.
+async fn start_admin(
+    config: &Config,
+    pin: &str,
+    levels: crate::logging::LevelHandle,
+    lockout: &Arc<Mutex<Lockout>>,
+    security: Option<Arc<security::Security>>,
+) -> Result<AdminSide, StartError> {
+    let (snapshot, snapshot_rx) = tokio::sync::watch::channel(Arc::new(admin::Snapshot {
+        status: startup_status(config, pin),
+        started: Instant::now(),
+        sessions: Vec::new(),
+        workers: Vec::new(),
+        pam_service: config.pam.service.clone(),
+        admin_group: config.admin.group.clone(),
+    }));
+    let (notices, notice_rx) = mpsc::unbounded_channel();
+    let (requests, request_rx) = mpsc::unbounded_channel();
+    let bus = if config.admin.dbus {
+        let served =
+            admin::bus::Admin::new(snapshot_rx, requests, levels, Arc::clone(lockout), security);
+        match admin::bus::serve(served, notice_rx).await {
+            Ok(conn) => {
+                tracing::info!("serving {} on the system bus", admin::bus::BUS_NAME);
+                Some(conn)
+            }
+            Err(e @ admin::bus::ServeError::NameTaken) => {
+                return Err(StartError::Check(e.to_string()));
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        }
+    } else {
+        None
     };
-    let sock = std::os::unix::net::UnixDatagram::unbound()?;
-    sock.send_to(b"READY=1", PathBuf::from(path))?;
-    Ok(())
+    Ok(AdminSide {
+        hub: admin::Hub {
+            snapshot,
+            notices,
+            worker_started: HashMap::new(),
+            revoking: Vec::new(),
+        },
+        requests: request_rx,
+        _bus: bus,
+    })
+}
+
+/// The parts of `Status` fixed at start.
+fn startup_status(config: &Config, pin: &str) -> admin::types::Status {
+    admin::types::Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: 0,
+        selinux: startup::selinux_mode()
+            .map_or("unknown", srpc_os::selinux::Mode::as_str)
+            .to_owned(),
+        listen: config.listen.to_string(),
+        pin: pin.to_owned(),
+        interface: admin::bus::INTERFACE.to_owned(),
+        sessions: 0,
+        workers: 0,
+        logins_in_progress: 0,
+    }
 }
 
 fn spawn_front(
@@ -295,19 +415,16 @@ impl Monitor {
                     tokio::spawn(async move { drop(tx.finish().await) });
                 }
                 // An attached authentication lives until its session ends.
-                Some(attached @ Auth::Attached { .. }) => {
+                Some(attached @ Auth::Attached(_)) => {
                     self.auths.insert(auth, attached);
                 }
                 None => {}
             },
             ToMonitor::Attach { auth } => self.attach(auth).await,
+            ToMonitor::Revoked { auth } => self.revoked(auth),
             ToMonitor::SessionEnd { auth } => {
-                if let Some(Auth::Attached { user, .. }) = self.auths.remove(&auth) {
-                    if let Some(w) = self.workers.by_user.get_mut(&user) {
-                        w.sessions = w.sessions.saturating_sub(1);
-                    }
-                    // The user's last session: the clone goes.
-                    self.maybe_idle(&user);
+                if let Some(Auth::Attached(a)) = self.auths.remove(&auth) {
+                    self.session_ended(auth, &a.user, "client");
                 }
             }
         }
@@ -358,14 +475,24 @@ impl Monitor {
             None
         };
         if let Some(message) = over {
-            tracing::warn!(user, %rhost, "login refused: {message}");
+            crate::audit::Event::LockedOut {
+                user: &user,
+                remote: rhost,
+                reason: &message,
+            }
+            .emit();
             return self.fail(auth, ErrorCode::LimitExceeded, message).await;
         }
         let begun = lock(&self.lockout).begin(&user, rhost);
         let attempt = match begun {
             Ok(attempt) => attempt,
             Err(locked) => {
-                tracing::warn!(user, %rhost, "{locked}");
+                crate::audit::Event::LockedOut {
+                    user: &user,
+                    remote: rhost,
+                    reason: &locked.to_string(),
+                }
+                .emit();
                 return self.fail(auth, locked.code(), locked.message()).await;
             }
         };
@@ -389,6 +516,7 @@ impl Monitor {
             Auth::Running {
                 aname,
                 source,
+                rhost,
                 answers,
                 task,
             },
@@ -405,20 +533,32 @@ impl Monitor {
                 first,
             } => self.started(user, id, started, first).await,
             attach::Event::Synced(synced) => self.synced(synced, None).await,
+            attach::Event::Resynced { user } => self.resynced(&user),
         }
     }
 
     async fn outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Authenticated { auth, user, tx } => {
-                let Some(Auth::Running { aname, .. }) = self.auths.remove(&auth) else {
+                let Some(Auth::Running { aname, rhost, .. }) = self.auths.remove(&auth) else {
                     // Aborted meanwhile.
                     tokio::spawn(async move { drop(tx.finish().await) });
                     return;
                 };
-                tracing::info!(auth, user = %user.pam_user, "authenticated");
-                self.auths
-                    .insert(auth, Auth::Authenticated { aname, user, tx });
+                crate::audit::Event::AuthSucceeded {
+                    user: &user.pam_user,
+                    remote: rhost,
+                }
+                .emit();
+                self.auths.insert(
+                    auth,
+                    Auth::Authenticated {
+                        aname,
+                        rhost,
+                        user,
+                        tx,
+                    },
+                );
                 let step = AuthStep::Authenticated.encode();
                 self.reply(ToFront::AuthStep { auth }, &step, None).await;
             }
@@ -439,11 +579,17 @@ impl Monitor {
             };
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    crate::audit::Event::WorkerExited {
+                        user,
+                        pid: child.id(),
+                        status: &status.to_string(),
+                        context: None,
+                    }
+                    .emit();
                     if w.stopping || (w.sessions == 0 && w.pending == 0) {
-                        tracing::info!(user, %status, "worker stopped");
                         done.push(user.clone());
                     } else {
-                        tracing::warn!(user, %status, "worker died with sessions open");
+                        tracing::warn!(user, "the worker died with sessions open");
                         w.child = None;
                     }
                 }
@@ -480,42 +626,53 @@ impl Monitor {
         }
     }
 
-    /// SIGHUP: reread the configuration and the TLS files, and hand them to
-    /// the front. A bad file keeps everything as it was.
-    async fn reload(&mut self) {
-        let config = match Config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(e) => {
-                return tracing::error!("reload refused, keeping the running configuration: {e}")
-            }
+    /// SIGHUP (or `Reload` over D-Bus, `trigger` says which): reread the
+    /// configuration and the TLS files, and hand them to the front. A bad
+    /// file keeps everything as it was; either way the audit trail says so.
+    async fn reload(&mut self, trigger: &str) -> Result<(), String> {
+        self.notify.reloading();
+        let result = self.try_reload().await.map(|()| {
+            let users = self.resync_all();
+            tracing::info!("re-syncing the trees of {users} user(s) with live sessions");
+        });
+        self.notified.clear();
+        self.notify
+            .ready(&format!("serving on {}", self.config.listen));
+        let outcome = match &result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("refused, keeping the running configuration: {e}"),
         };
-        if let Err(e) = fd_limit::check_reload(config.limits.connections, &self.front_nofile) {
-            return tracing::error!("reload refused, keeping the running configuration: {e}");
+        crate::audit::Event::ConfigReloaded {
+            trigger,
+            result: &outcome,
         }
+        .emit();
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        fd_limit::check_reload(config.limits.connections, &self.front_nofile)?;
         if config.listen != self.config.listen || config.tree != self.config.tree {
             tracing::warn!("listen address and tree changes take effect at restart");
         }
-        let tls = match startup::read_tls(&config) {
-            Ok(t) => t,
-            Err(e) => {
-                return tracing::error!("reload refused, keeping the running configuration: {e}")
-            }
-        };
-        if let Err(e) = send_configure(&self.chan, &config, &tls).await {
-            return tracing::error!("reload: {e}");
-        }
+        let tls = startup::read_tls(&config).map_err(|e| e.to_string())?;
+        send_configure(&self.chan, &config, &tls)
+            .await
+            .map_err(|e| e.to_string())?;
         self.pam = pam::Settings::from(&config.pam);
         // Failure counts survive a reload; only the limits change.
         lock(&self.lockout).reconfigure(&config.limits);
         self.ctx.spawner.call_timeout = config.workers.call_timeout;
         self.config = config;
-        tracing::info!("configuration and TLS credentials reloaded");
+        Ok(())
     }
 
     /// Drains: the front stops accepting and answers what is in flight; then
     /// workers stop and PAM sessions close.
     async fn shutdown(&mut self, front: &mut Child) {
         tracing::info!("shutting down");
+        self.notify.stopping();
         workers::terminate(front);
         let deadline = Instant::now() + FRONT_GRACE;
         while matches!(front.try_wait(), Ok(None)) && Instant::now() < deadline {
@@ -565,6 +722,29 @@ impl Monitor {
                 }
             }
         }
+    }
+}
+
+impl Monitor {
+    /// A session is over (its authentication is already out of the table):
+    /// counted off its worker, audited, signalled; the user's last session
+    /// takes the clone and the handlers with it.
+    fn session_ended(&mut self, auth: u64, user: &str, reason: &str) {
+        crate::audit::Event::SessionEnded {
+            session: auth,
+            user,
+            reason,
+        }
+        .emit();
+        let _ = self.hub.notices.send(admin::Notice::SessionEnded {
+            id: auth,
+            user: user.to_owned(),
+            reason: reason.to_owned(),
+        });
+        if let Some(w) = self.workers.by_user.get_mut(user) {
+            w.sessions = w.sessions.saturating_sub(1);
+        }
+        self.maybe_idle(user);
     }
 }
 

@@ -67,6 +67,45 @@ impl Security {
     /// the user until [`Security::release`]. Reads seusers and the user's group
     /// names (NSS may be remote): call it off the monitor's loop.
     pub fn for_user(&self, account: &Account) -> Result<UserSecurity, String> {
+        let resolved = {
+            let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+            self.resolve(account, &mut levels)?
+        };
+        if resolved.shared_level {
+            tracing::warn!(
+                user = account.name,
+                level = %resolved.level,
+                shares_with = resolved.shares_with.join(","),
+                "SELinux: {} logs in at the shared level {} (selinux.allow_shared_level = true): \
+                 MCS does not separate this user's worker, handlers and clone from other users' \
+                 at that level",
+                account.name,
+                resolved.level
+            );
+        }
+        Ok(UserSecurity {
+            worker: resolved.context,
+            labels: UserLabels::new(resolved.level),
+        })
+    }
+
+    /// What [`Security::for_user`] would decide for `account`, and why, without
+    /// holding a level (`srpcctl explain-user`); an active user's answer is
+    /// the level the user holds.
+    pub fn explain(&self, account: &Account) -> Result<srpc_labels::Resolved, String> {
+        let mut dry_run = self
+            .levels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.resolve(account, &mut dry_run)
+    }
+
+    fn resolve(
+        &self,
+        account: &Account,
+        levels: &mut LevelAllocator,
+    ) -> Result<srpc_labels::Resolved, String> {
         let seusers = Seusers::load(&self.paths.seusers()).map_err(|e| e.to_string())?;
         let groups: Vec<String> = account
             .groups
@@ -89,26 +128,7 @@ impl Security {
             policy: &KernelPolicy,
             allow_shared_level: self.allow_shared,
         };
-        let resolved = {
-            let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-            srpc_labels::resolve(&user, &sources, &mut levels).map_err(|e| e.to_string())?
-        };
-        if resolved.shared_level {
-            tracing::warn!(
-                user = account.name,
-                level = %resolved.level,
-                shares_with = resolved.shares_with.join(","),
-                "SELinux: {} logs in at the shared level {} (selinux.allow_shared_level = true): \
-                 MCS does not separate this user's worker, handlers and clone from other users' \
-                 at that level",
-                account.name,
-                resolved.level
-            );
-        }
-        Ok(UserSecurity {
-            worker: resolved.context,
-            labels: UserLabels::new(resolved.level),
-        })
+        srpc_labels::resolve(&user, &sources, levels).map_err(|e| e.to_string())
     }
 
     /// Gives the user's level back (the user's worker entry went).

@@ -68,6 +68,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub fn gid_of(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw()
+}
+
 pub fn uid_of(user: &str) -> u32 {
     nix::unistd::User::from_name(user)
         .unwrap()
@@ -168,6 +176,18 @@ pub fn launch(p: Prepared) -> Daemon {
 pub fn launch_command(mut p: Prepared, mut command: Command) -> Daemon {
     let dir = std::mem::take(&mut p.dir);
     let log = dir.join("srpcd.log");
+    // Tests never touch the host's system bus (a second test daemon there
+    // would find the name taken): only a test that brings its own bus sets
+    // the address.
+    if !command
+        .get_envs()
+        .any(|(k, _)| k == "DBUS_SYSTEM_BUS_ADDRESS")
+    {
+        command.env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/srpcd-test-no-system-bus",
+        );
+    }
     let child = command
         .env("SRPC_LOG_STDERR", "1")
         .stdin(Stdio::null())
