@@ -2,7 +2,7 @@
 CARGO ?= cargo
 
 .PHONY: deps build test lint fmt fuzz demo bench policy policy-test vm-test vm-demo \
-	release man man-check install dist rpm rpm-deps
+	release man man-check install install-selinux dist rpm rpm-deps
 
 deps:
 	./scripts/install-deps
@@ -77,15 +77,13 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 SRVDIR ?= /srv
-# Which PAM service file to install: redhat (password-auth) or debian (common-*).
-PAM_STYLE ?= $(if $(wildcard /etc/pam.d/password-auth),redhat,debian)
 INSTALL ?= install
 # Extra cargo flags for the release build (the spec passes --offline --frozen).
 CARGO_RELEASE_FLAGS ?=
 
 # Parts other issues add: installed when they are in the tree.
 HAVE_SRPCCTL := $(wildcard srpcctl/Cargo.toml)
-HAVE_UNIT := $(wildcard dist/srpcd.service)
+HAVE_UNIT := $(wildcard dist/systemd/srpcd.service)
 HAVE_DBUS := $(wildcard dist/dbus/org.srpc.Srpcd1.conf)
 RELEASE_PKGS := -p srpcd -p srpc $(if $(HAVE_SRPCCTL),-p srpcctl)
 RELEASE := target/release
@@ -128,9 +126,9 @@ install: release man target/srpcd.toml
 	[ -e $(DESTDIR)$(SYSCONFDIR)/srpc/srpcd.toml ] || \
 		$(INSTALL) -m 0644 target/srpcd.toml $(DESTDIR)$(SYSCONFDIR)/srpc/srpcd.toml
 	[ -e $(DESTDIR)$(SYSCONFDIR)/pam.d/srpcd ] || \
-		$(INSTALL) -D -m 0644 rpm/pam.d/srpcd.$(PAM_STYLE) $(DESTDIR)$(SYSCONFDIR)/pam.d/srpcd
-	$(INSTALL) -D -m 0644 rpm/srpc.sysusers $(DESTDIR)$(SYSUSERSDIR)/srpc.conf
-	$(INSTALL) -D -m 0644 rpm/srpc.tmpfiles $(DESTDIR)$(TMPFILESDIR)/srpc.conf
+		$(INSTALL) -D -m 0644 dist/pam.d/srpcd $(DESTDIR)$(SYSCONFDIR)/pam.d/srpcd
+	$(INSTALL) -D -m 0644 dist/systemd/srpcd.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/srpcd.conf
+	$(INSTALL) -D -m 0644 dist/systemd/srpcd.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/srpcd.conf
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SRVDIR)/srpc
 	for p in $(MAN_PAGES); do \
 		s=$${p##*.}; $(INSTALL) -D -m 0644 $$p $(DESTDIR)$(MANDIR)/man$$s/$${p##*/} || exit 1; done
@@ -142,8 +140,7 @@ ifneq ($(HAVE_SRPCCTL),)
 	$(RELEASE)/srpcctl completions fish > $(DESTDIR)$(FISHCOMPDIR)/srpcctl.fish
 endif
 ifneq ($(HAVE_UNIT),)
-	$(INSTALL) -D -m 0644 dist/srpcd.service $(DESTDIR)$(UNITDIR)/srpcd.service
-	$(INSTALL) -D -m 0644 rpm/srpcd-certificate.conf $(DESTDIR)$(UNITDIR)/srpcd.service.d/certificate.conf
+	$(INSTALL) -D -m 0644 dist/systemd/srpcd.service $(DESTDIR)$(UNITDIR)/srpcd.service
 endif
 ifneq ($(HAVE_DBUS),)
 	$(INSTALL) -D -m 0644 dist/dbus/org.srpc.Srpcd1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.srpc.Srpcd1.conf
@@ -169,7 +166,7 @@ dist:
 
 # Binary RPMs on this machine (Debian's rpmbuild: --nodeps, its rpm database is
 # empty), then rpmlint. Parts not yet in the tree are built --without (the spec's
-# bconds): selinux without policy-module/, unit without dist/srpcd.service.
+# bconds): selinux without policy-module/, unit without dist/systemd/srpcd.service.
 # The build tree is removed after each run; the RPMs stay in target/rpm/RPMS.
 RPM_TOP := $(CURDIR)/target/rpm
 SELINUXTYPE ?= $(or $(shell sed -n 's/^SELINUXTYPE=//p' /etc/selinux/config 2>/dev/null),targeted)
@@ -180,7 +177,8 @@ RPM_BCONDS := $(if $(wildcard policy-module/Makefile),,--without selinux) \
 rpm: rpm-deps dist
 	rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/RPMS $(RPM_TOP)/SRPMS
 	mkdir -p $(RPM_TOP)/SOURCES
-	cp $(DIST)/srpc-$(VERSION).tar.gz $(DIST)/srpc-$(VERSION)-vendor.tar.gz rpm/srpc.sysusers $(RPM_TOP)/SOURCES/
+	cp $(DIST)/srpc-$(VERSION).tar.gz $(DIST)/srpc-$(VERSION)-vendor.tar.gz \
+		dist/systemd/srpcd.sysusers.conf $(RPM_TOP)/SOURCES/
 	rpmbuild -bb --nodeps --clean --define "_topdir $(RPM_TOP)" \
 		--define "selinuxtype $(SELINUXTYPE)" $(RPM_BCONDS) $(RPMBUILD_FLAGS) rpm/srpc.spec; \
 		rc=$$?; rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/SOURCES; exit $$rc
