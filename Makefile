@@ -15,7 +15,10 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Format and lint first (cheap, and clippy shares the build with the tests).
+# The binaries first: srpcd's tests run srpcctl, another package's binary, which
+# `cargo test` does not build for them.
 test: lint policy-test
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	$(MAKE) man-check
 
