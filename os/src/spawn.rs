@@ -456,10 +456,17 @@ mod tests {
     #[test]
     fn the_child_cannot_gain_privileges_or_inherit_stray_fds() {
         let (listener, path) = listener("hardening");
-        // An fd opened without O_CLOEXEC, as a careless library might.
+        // An fd opened without O_CLOEXEC, as a careless library might, moved
+        // above 3 (the listener's number in the child): the lowest free fd
+        // depends on what the other tests have open at that moment.
         // SAFETY: a plain open of a NUL-terminated literal path.
-        let stray = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
-        assert!(stray > 3);
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        assert!(opened >= 0);
+        // SAFETY: F_DUPFD on an fd this test owns; the copy has no FD_CLOEXEC.
+        let stray = unsafe { libc::fcntl(opened, libc::F_DUPFD, 10) };
+        // SAFETY: closes the original, which this test owns and no longer uses.
+        unsafe { libc::close(opened) };
+        assert!(stray >= 10);
         let script = format!(
             "grep NoNewPrivs /proc/$$/status; test -e /proc/$$/fd/{stray} && echo leaked; \
              ls /proc/$$/fd | tr '\\n' ' '; echo; \
