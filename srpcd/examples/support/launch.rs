@@ -48,6 +48,7 @@ impl Drop for Srpcd {
 }
 
 /// Where this build's binaries are (srpcd, srpc-front, srpc-worker).
+#[allow(dead_code)] // used through `start`
 pub fn bin_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/examples/<name> → target/<profile>
@@ -58,7 +59,20 @@ pub fn bin_dir() -> Result<PathBuf, String> {
 }
 
 /// Starts srpcd serving `dir/tree` on 127.0.0.1 with PAM service `service`.
+#[allow(dead_code)] // the demo's entry; the bench (its own crate) uses `start_with`
 pub fn start(dir: &Path, service: &str, front_user: &str) -> Result<Srpcd, String> {
+    start_with(dir, service, front_user, &bin_dir()?, "")
+}
+
+/// [`start`] with the binaries from `bins` and `extra` appended to the config
+/// (whole TOML tables, e.g. `[limits]`).
+pub fn start_with(
+    dir: &Path,
+    service: &str,
+    front_user: &str,
+    bins: &Path,
+    extra: &str,
+) -> Result<Srpcd, String> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])
         .map_err(|e| format!("certificate: {e}"))?;
     let pin = srpc::client::fingerprint_of(cert.cert.der()).map_err(|e| e.to_string())?;
@@ -70,13 +84,12 @@ pub fn start(dir: &Path, service: &str, front_user: &str) -> Result<Srpcd, Strin
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let bins = bin_dir()?;
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\n\
          [tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\
          [tree]\nroot = \"{}\"\nruntime_dir = \"{}\"\n\
          [pam]\nservice = \"{service}\"\n\
-         [workers]\nfront_user = \"{front_user}\"\nlibexec_dir = \"{}\"\n",
+         [workers]\nfront_user = \"{front_user}\"\nlibexec_dir = \"{}\"\n{extra}",
         cert_path.display(),
         key_path.display(),
         dir.join("tree").display(),
