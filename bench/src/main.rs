@@ -46,6 +46,9 @@ struct Args {
     new_users: Vec<String>,
     rounds: usize,
     window: Duration,
+    /// Only these systems and points (for profiling one of them).
+    systems: Vec<System>,
+    points: Vec<Point>,
 }
 
 fn parse(argv: &[String]) -> Result<Args, String> {
@@ -58,6 +61,30 @@ fn parse(argv: &[String]) -> Result<Args, String> {
     let mut take = |flag: &str| flags.remove(flag).ok_or_else(|| format!("missing {flag}"));
     let rounds = take("--rounds").unwrap_or_else(|_| "3".into());
     let seconds = take("--seconds").unwrap_or_else(|_| "1.5".into());
+    let systems = match take("--systems") {
+        Err(_) => vec![System::Srpc, System::Grpc, System::Direct],
+        Ok(list) => list
+            .split(',')
+            .map(|name| System::parse(name).ok_or_else(|| format!("--systems: no system {name:?}")))
+            .collect::<Result<_, _>>()?,
+    };
+    let all: Vec<Point> = report::POINTS
+        .iter()
+        .chain([&report::APPEND])
+        .copied()
+        .collect();
+    let points = match take("--points") {
+        Err(_) => all,
+        Ok(list) => list
+            .split(',')
+            .map(|i| {
+                i.parse::<usize>()
+                    .ok()
+                    .and_then(|i| all.get(i).copied())
+                    .ok_or_else(|| format!("--points: {i:?} is not 0 to {}", all.len() - 1))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let parsed = Args {
         dir: PathBuf::from(take("--dir")?),
         bins: PathBuf::from(take("--bin-dir")?),
@@ -80,6 +107,8 @@ fn parse(argv: &[String]) -> Result<Args, String> {
             .filter(|s| s.is_finite() && *s >= 0.2 && *s <= 60.0)
             .map(Duration::from_secs_f64)
             .ok_or_else(|| format!("--seconds {seconds}: from 0.2 to 60"))?,
+        systems,
+        points,
     };
     match flags.keys().next() {
         Some(unknown) => Err(format!("unknown flag {unknown}")),
@@ -234,11 +263,12 @@ async fn with_srpcd(args: &Args, srpcd: &launch::Srpcd) -> Result<Report, String
 
     for round in 0..args.rounds {
         println!("== round {} of {}", round + 1, args.rounds);
-        for point in report::POINTS.iter().chain([&report::APPEND]) {
+        for point in &args.points {
             // The order turns each round, so no system always runs first
             // (after a pause) or last (after the others heated the caches).
-            let mut order = [System::Srpc, System::Grpc, System::Direct];
-            order.rotate_left(round % 3);
+            let mut order = args.systems.clone();
+            let turn = round % order.len();
+            order.rotate_left(turn);
             for system in order {
                 let s = sample(&conns, system, point, args.window).await?;
                 report.add(system, point, s);
@@ -269,7 +299,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "srpc-bench: {e}\nusage: srpc-bench --dir DIR --bin-dir DIR --pam-service S \
-                 --front-user F --user U --new-users U1,U2,… [--rounds N] [--seconds S]"
+                 --front-user F --user U --new-users U1,U2,… [--rounds N] [--seconds S] \
+                 [--systems srpc,grpc,direct] [--points I,J,… (0-8: the table's rows)]"
             );
             return ExitCode::from(2);
         }

@@ -17,6 +17,15 @@ pub enum System {
 }
 
 impl System {
+    pub fn parse(name: &str) -> Option<System> {
+        match name {
+            "srpc" => Some(System::Srpc),
+            "grpc" => Some(System::Grpc),
+            "direct" => Some(System::Direct),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             System::Srpc => "sRPC",

@@ -1,11 +1,82 @@
 //! The one async frame reader: a [`Deframer`] fed from an `AsyncRead`. The
 //! client, the handler library and every end inside srpcd (front, worker,
-//! internal links) read frames through it.
+//! internal links) read frames through it. And the one batching writer,
+//! [`write_batch`]: every queue of encoded frames is written through it.
 
 use std::io;
 
 use srpc_proto::{DeframeError, Deframer, Limits, RawFrame};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use zeroize::Zeroize;
+
+/// A batch ends once it holds this many bytes.
+pub const BATCH_BYTES: usize = 64 * 1024;
+/// Frames at least this large are written as they are, not copied into the
+/// batch (a TLS record holds 16 KiB of plaintext).
+const COPY_BELOW: usize = 16 * 1024;
+
+/// Writes `first` and whatever `more` yields at once, up to [`BATCH_BYTES`],
+/// in as few writes as it can: small frames are copied into one buffer, so
+/// many frames in flight cost one system call (and over TLS one record)
+/// rather than one each; a lone frame, or a large one, is written as it is.
+/// Flushes once at the end. The items are left in `written` (emptied first),
+/// so what they hold (a budget charge, queue room) is released by the caller
+/// after the write, not before.
+///
+/// The copy buffer is sized once for the batch (never reallocated) and
+/// wiped after every write: a frame may carry a password (the client's auth
+/// appends), and no copy of it may outlive the write.
+pub async fn write_batch<W, T>(
+    w: &mut W,
+    first: T,
+    mut more: impl FnMut() -> Option<T>,
+    frame: fn(&T) -> &[u8],
+    written: &mut Vec<T>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    written.clear();
+    let mut total = frame(&first).len();
+    written.push(first);
+    while total < BATCH_BYTES {
+        let Some(item) = more() else { break };
+        total += frame(&item).len();
+        written.push(item);
+    }
+    if let [only] = written.as_slice() {
+        w.write_all(frame(only)).await?;
+        return w.flush().await;
+    }
+    let small: usize = written
+        .iter()
+        .map(|i| frame(i).len())
+        .filter(|&n| n < COPY_BELOW)
+        .sum();
+    let mut buf: Vec<u8> = Vec::with_capacity(small);
+    let result = async {
+        for item in written.iter() {
+            let bytes = frame(item);
+            if bytes.len() < COPY_BELOW {
+                buf.extend_from_slice(bytes);
+                continue;
+            }
+            if !buf.is_empty() {
+                w.write_all(&buf).await?;
+                buf.as_mut_slice().zeroize();
+                buf.clear();
+            }
+            w.write_all(bytes).await?;
+        }
+        if !buf.is_empty() {
+            w.write_all(&buf).await?;
+        }
+        w.flush().await
+    }
+    .await;
+    buf.zeroize();
+    result
+}
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +176,56 @@ mod tests {
             assert_eq!(&raw.decode(&limits).unwrap(), f);
         }
         writer.await.unwrap();
+        assert!(matches!(
+            r.next(&mut b, &limits).await,
+            Err(ReadError::Closed)
+        ));
+    }
+
+    /// Small and large frames, queued together, arrive whole and in order;
+    /// a batch takes what is queued up to its size and leaves the rest.
+    #[tokio::test]
+    async fn batches_keep_order_and_stop_at_their_size() {
+        fn bytes(frame: &Vec<u8>) -> &[u8] {
+            frame
+        }
+        let sizes = [10, 40_000, 5, 30_000, 7, 1];
+        let frames: Vec<Frame> = sizes
+            .iter()
+            .zip(1u64..)
+            .map(|(&n, seq)| {
+                Frame::new(
+                    seq,
+                    Message::Tappend {
+                        fid: 1,
+                        data: vec![u8::try_from(seq).unwrap(); n].into(),
+                    },
+                )
+            })
+            .collect();
+        let mut queue: std::collections::VecDeque<Vec<u8>> = frames.iter().map(encode).collect();
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let mut written = Vec::new();
+        let first = queue.pop_front().unwrap();
+        write_batch(&mut a, first, || queue.pop_front(), bytes, &mut written)
+            .await
+            .unwrap();
+        // With their headers, the first four frames are past 64 KiB: the
+        // batch ends there.
+        assert_eq!(written.len(), 4);
+        assert_eq!(queue.len(), 2);
+        while let Some(first) = queue.pop_front() {
+            write_batch(&mut a, first, || queue.pop_front(), bytes, &mut written)
+                .await
+                .unwrap();
+        }
+        drop(a);
+        let mut r = FrameReader::new();
+        let limits = Limits::default();
+        for f in &frames {
+            let raw = r.next(&mut b, &limits).await.unwrap();
+            assert_eq!(&raw.decode(&limits).unwrap(), f);
+        }
         assert!(matches!(
             r.next(&mut b, &limits).await,
             Err(ReadError::Closed)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use srpc::frames::{FrameReader, ReadError};
+use srpc::frames::{write_batch, FrameReader, ReadError};
 use srpc_proto::{encode, Frame, Header, Limits, Message, HEADER_LEN};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -81,11 +81,21 @@ impl Link {
             last_used: Mutex::new(Instant::now()),
         });
         tokio::spawn(async move {
-            while let Some((frame, room)) = rx.recv().await {
-                if wr.write_all(&frame).await.is_err() {
+            fn bytes(queued: &Queued) -> &[u8] {
+                &queued.0
+            }
+            // Many requests in flight leave in one write; their queue room is
+            // given back once written.
+            let mut written = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let more = || rx.try_recv().ok();
+                if write_batch(&mut wr, first, more, bytes, &mut written)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
-                drop(room);
+                written.clear();
             }
             let _ = wr.shutdown().await;
         });

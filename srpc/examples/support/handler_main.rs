@@ -35,7 +35,14 @@ fn listener_from_args(name: &str, endpoint: &str) -> Result<Listener, Box<dyn st
 
 /// Serves `listener` with `handler` until SIGTERM/SIGINT (or idle exit).
 pub(crate) fn run<H: HandlerFn>(name: &str, listener: Listener, handler: H) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a per-user handler serves one user, and these answer from
+    // memory. A multi-thread runtime per user would cost a thread per core,
+    // their memory, and a cross-thread wake-up on most calls; a handler that
+    // computes per call can pick one (docs/architecture.md, "Cost per call").
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");

@@ -58,6 +58,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
 ) {
     let mut dead = shared.dead.subscribe();
+    let mut sent = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -68,7 +69,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
         let written = tokio::select! {
             biased;
             _ = dead.wait_for(|d| *d) => break,
-            written = write_batch(&mut w, first, &mut rx) => written,
+            written = write_batch(&mut w, first, &mut rx, &mut sent) => written,
         };
         if let Err(e) = written {
             shared.close(Closed::Io(format!("writing to the server failed: {e}")));
@@ -78,16 +79,18 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, w.shutdown()).await;
 }
 
-/// Writes `first` and whatever else is queued, then flushes once.
+/// Writes `first` and whatever else is queued ([`crate::frames::write_batch`]);
+/// the frames are wiped as they drop.
 async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut W,
     first: Outgoing,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    written: &mut Vec<Outgoing>,
 ) -> std::io::Result<()> {
-    w.write_all(&first).await?;
-    drop(first);
-    while let Ok(next) = rx.try_recv() {
-        w.write_all(&next).await?;
+    fn bytes(frame: &Outgoing) -> &[u8] {
+        frame
     }
-    w.flush().await
+    let result = crate::frames::write_batch(w, first, || rx.try_recv().ok(), bytes, written).await;
+    written.clear();
+    result
 }

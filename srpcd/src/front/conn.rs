@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use srpc::frames::{FrameReader, ReadError};
+use srpc::frames::{write_batch, FrameReader, ReadError};
 use srpc_proto::{
     encode, AuthAnswers, AuthStep, DeframeError, ErrorCode, Frame, Limits, Message, Qid, QidType,
     RawFrame, PROTOCOL_VERSION,
@@ -210,11 +210,21 @@ pub async fn serve_connection(
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (out, mut outbox) = mpsc::channel::<Outgoing>(OUTBOX);
     let writer = tokio::spawn(async move {
-        while let Some((frame, charge)) = outbox.recv().await {
-            if wr.write_all(&frame).await.is_err() {
+        fn bytes(out: &Outgoing) -> &[u8] {
+            &out.0
+        }
+        // Replies written in batches (one TLS record for many); their charges
+        // are released once written.
+        let mut written = Vec::new();
+        while let Some(first) = outbox.recv().await {
+            let more = || outbox.try_recv().ok();
+            if write_batch(&mut wr, first, more, bytes, &mut written)
+                .await
+                .is_err()
+            {
                 break;
             }
-            drop(charge);
+            written.clear();
         }
         let _ = wr.shutdown().await;
     });

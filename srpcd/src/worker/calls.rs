@@ -58,12 +58,9 @@ impl Calls {
     /// Connecting and the answer together get the call deadline: a handler
     /// that never accepts or never answers cannot hold the call (or the
     /// client's pending slot) forever.
-    pub async fn call(&self, node: &OwnedFd, data: bytes::Bytes) -> Message {
+    /// `key` is the node's (device, inode), the key of its connection.
+    pub async fn call(&self, node: &OwnedFd, key: (u64, u64), data: bytes::Bytes) -> Message {
         let deadline = tokio::time::Instant::now() + self.deadline;
-        let key = match node_key(node) {
-            Ok(key) => key,
-            Err(refusal) => return refusal,
-        };
         let conn = match tokio::time::timeout_at(deadline, self.link(key, node)).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(refusal)) => return refusal,
@@ -163,11 +160,4 @@ impl Calls {
         self.lock().insert(key, Arc::clone(&conn));
         Ok(conn)
     }
-}
-
-/// The endpoint node's (device, inode): the key of its connection.
-fn node_key(node: &OwnedFd) -> Result<(u64, u64), Message> {
-    let st = rustix::fs::fstat(node)
-        .map_err(|e| Message::error(ErrorCode::Internal, format!("stat: {e}")))?;
-    Ok((st.st_dev, st.st_ino))
 }

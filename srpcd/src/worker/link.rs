@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use srpc::frames::{FrameReader, ReadError};
+use srpc::frames::{write_batch, FrameReader, ReadError};
 use srpc_proto::{encode, encode_listing, ErrorCode, Frame, Limits, Message, QidType};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::calls::Calls;
-use super::tree::{Refusal, Tree};
+use super::tree::{CallNode, Refusal, Tree};
 
 type Inflight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
@@ -35,8 +35,14 @@ where
     let (mut rd, mut wr) = tokio::io::split(link);
     let (out, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
-            wr.write_all(&frame).await?;
+        fn bytes(frame: &Vec<u8>) -> &[u8] {
+            frame
+        }
+        // Replies finished together leave in one write.
+        let mut written = Vec::new();
+        while let Some(first) = outbox.recv().await {
+            let more = || outbox.try_recv().ok();
+            write_batch(&mut wr, first, more, bytes, &mut written).await?;
         }
         std::io::Result::Ok(())
     });
@@ -84,12 +90,12 @@ fn handle(
     let reply = match msg {
         Message::Tappend { fid, data } => match tree.node_fd(fid) {
             Err(refusal) => refusal.into_message(),
-            Ok((QidType::Dir, _)) if data.is_empty() => list(tree, fid, limits),
-            Ok((QidType::Dir, _)) => Message::error(
+            Ok(node) if node.kind == QidType::Dir && data.is_empty() => list(tree, fid, limits),
+            Ok(node) if node.kind == QidType::Dir => Message::error(
                 ErrorCode::NotEndpoint,
                 format!("fid {fid} is a directory: an append to it must be empty (a listing)"),
             ),
-            Ok((_, node)) => {
+            Ok(node) => {
                 spawn_call(calls, inflight, out, seq, node, data);
                 return;
             }
@@ -110,7 +116,7 @@ fn spawn_call(
     inflight: &Inflight,
     out: &mpsc::UnboundedSender<Vec<u8>>,
     seq: u64,
-    node: std::os::fd::OwnedFd,
+    node: CallNode,
     data: Bytes,
 ) {
     let (calls, task_inflight, out) = (Arc::clone(calls), Arc::clone(inflight), out.clone());
@@ -118,7 +124,7 @@ fn spawn_call(
     // unregistered; a flush removes it first and the reply is never sent.
     let mut map = lock(inflight);
     let task = tokio::spawn(async move {
-        let reply = calls.call(&node, data).await;
+        let reply = calls.call(&node.fd, node.key, data).await;
         if lock(&task_inflight).remove(&seq).is_some() {
             let _ = out.send(encode(&Frame::new(seq, reply)));
         }

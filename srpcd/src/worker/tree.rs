@@ -6,6 +6,7 @@
 //! relative to the session's attach root: the kernel itself refuses any path —
 //! `..`, an absolute symlink, a symlink climbing out — that would leave it.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -78,7 +79,19 @@ struct Node {
     /// The canonical directory at the attach path, when the worker can see it.
     canon: Option<Arc<OwnedFd>>,
     rel: PathBuf,
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
+    /// The node's kind and (device, inode), read at its first call: an fd's
+    /// inode never changes, so neither can change while the fid lives.
+    ident: OnceCell<(QidType, (u64, u64))>,
+}
+
+/// The node behind a fid, as a call needs it.
+pub struct CallNode {
+    pub kind: QidType,
+    /// Held by the call while in flight, even if the fid is clunked meanwhile.
+    pub fd: Arc<OwnedFd>,
+    /// (device, inode): the key of the node's handler connection.
+    pub key: (u64, u64),
 }
 
 /// The fids of one worker link.
@@ -155,17 +168,22 @@ fn canonical_stat(canon: &OwnedFd, rel: &Path) -> Option<rustix::fs::Stat> {
 
 /// The clone node's qid: its kind from the clone node (`fd`), its identity
 /// and version from the canonical node it was made from when that is known.
+/// What a node of this mode is in an RPC tree; `None` for FIFOs, devices and
+/// dangling symlinks, which are not nodes of one.
+fn kind_of(mode: u32) -> Option<QidType> {
+    match FileType::from_raw_mode(mode) {
+        FileType::Directory => Some(QidType::Dir),
+        FileType::RegularFile | FileType::Socket => Some(QidType::Endpoint),
+        _ => None,
+    }
+}
+
 fn qid_of(
     fd: &OwnedFd,
     canonical: Option<&rustix::fs::Stat>,
 ) -> Result<(Qid, rustix::fs::Stat), Errno> {
     let own = rustix::fs::fstat(fd)?;
-    let kind = match FileType::from_raw_mode(own.st_mode) {
-        FileType::Directory => QidType::Dir,
-        FileType::RegularFile | FileType::Socket => QidType::Endpoint,
-        // FIFOs, devices, dangling symlinks: not nodes of an RPC tree.
-        _ => return Err(Errno::NOENT),
-    };
+    let kind = kind_of(own.st_mode).ok_or(Errno::NOENT)?;
     // A canonical node of another kind (replaced since the clone was made)
     // describes nothing here.
     let same_kind = |c: &&rustix::fs::Stat| {
@@ -352,7 +370,8 @@ impl Tree {
                 root: Arc::new(root),
                 canon,
                 rel: PathBuf::new(),
-                fd,
+                fd: Arc::new(fd),
+                ident: OnceCell::new(),
             },
         );
         self.roots += 1;
@@ -390,12 +409,9 @@ impl Tree {
             }
         }
         let fd = match last {
-            Some(fd) => fd,
-            None => self
-                .node(fid)?
-                .fd
-                .try_clone()
-                .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?,
+            Some(fd) => Arc::new(fd),
+            // A walk of no names names the same node: share its descriptor.
+            None => Arc::clone(&self.node(fid)?.fd),
         };
         self.fids.insert(
             newfid,
@@ -404,6 +420,7 @@ impl Tree {
                 canon,
                 rel,
                 fd,
+                ident: OnceCell::new(),
             },
         );
         Ok(qids)
@@ -420,15 +437,23 @@ impl Tree {
         stat_of(&node.fd, name, described.as_ref()).map_err(|e| Refusal::from_errno(e, "stat"))
     }
 
-    /// The kind of the node behind `fid` and a descriptor of it (for a call).
-    pub fn node_fd(&self, fid: u32) -> Result<(QidType, OwnedFd), Refusal> {
+    /// What a call to `fid` needs of its node. One `fstat` per fid, at its
+    /// first call; none after.
+    pub fn node_fd(&self, fid: u32) -> Result<CallNode, Refusal> {
         let node = self.node(fid)?;
-        let (qid, _) = qid_of(&node.fd, None).map_err(|e| Refusal::from_errno(e, "stat"))?;
-        let fd = node
-            .fd
-            .try_clone()
-            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("dup: {e}")))?;
-        Ok((qid.kind, fd))
+        let (kind, key) = if let Some(ident) = node.ident.get() {
+            *ident
+        } else {
+            let st = rustix::fs::fstat(&*node.fd).map_err(|e| Refusal::from_errno(e, "stat"))?;
+            let kind =
+                kind_of(st.st_mode).ok_or_else(|| Refusal::from_errno(Errno::NOENT, "stat"))?;
+            *node.ident.get_or_init(|| (kind, (st.st_dev, st.st_ino)))
+        };
+        Ok(CallNode {
+            kind,
+            fd: Arc::clone(&node.fd),
+            key,
+        })
     }
 
     /// The entries of the directory behind `fid` that the user can see, by
