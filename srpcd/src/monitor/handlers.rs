@@ -1,6 +1,13 @@
 //! Serving a clone's endpoint sockets: a per-user handler is started as the
 //! user on the first waiting connection (socket activation) and accepts from
 //! then on; a service is handed each connection (SCM_RIGHTS).
+//!
+//! Each handler's start and end is reported to the monitor's loop
+//! ([`Report`]), which keeps the table `srpcctl workers` shows. The end is
+//! reported by a guard's drop, so a handler whose endpoint task is aborted
+//! (its endpoint changed or its clone went, which kills it) leaves the
+//! table too. The monitor never sees the connections a handler accepts, so
+//! the table has no call count of its own; the worker's is the user's total.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -10,9 +17,81 @@ use std::time::{Duration, Instant};
 use srpc_os::ListenFdCommand;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::mpsc;
 
 use super::clone::RunAs;
 use super::start_limit::{StartLimit, Verdict, START_BUDGET, START_WINDOW};
+
+/// A handler's start or end, for the monitor's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A handler started.
+    Started(super::admin::types::Handler),
+    /// The handler of `endpoint` for `user` with `pid` exited (or was killed
+    /// with its endpoint).
+    Exited {
+        /// Its user.
+        user: String,
+        /// Its endpoint.
+        endpoint: String,
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+/// Where reports go: the monitor's loop.
+pub type Reports = mpsc::UnboundedSender<super::attach::Event>;
+
+/// Reports the handler's end when dropped: at its exit, or when the task
+/// waiting for it is aborted.
+struct Running<'a> {
+    reports: &'a Reports,
+    user: &'a str,
+    endpoint: &'a str,
+    pid: u32,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .reports
+            .send(super::attach::Event::Handler(Report::Exited {
+                user: self.user.to_owned(),
+                endpoint: self.endpoint.to_owned(),
+                pid: self.pid,
+            }));
+    }
+}
+
+/// Reports a handler's start; the guard returned reports its end.
+fn running<'a>(
+    reports: &'a Reports,
+    user: &'a str,
+    endpoint: &'a str,
+    pid: u32,
+    starts: u32,
+    context: Option<&str>,
+) -> Running<'a> {
+    let context = context.unwrap_or_default().to_owned();
+    let _ = reports.send(super::attach::Event::Handler(Report::Started(
+        super::admin::types::Handler {
+            user: user.to_owned(),
+            endpoint: endpoint.to_owned(),
+            pid,
+            started_unix: super::admin::unix_secs(std::time::SystemTime::now()),
+            starts,
+            // `user:role:type:level`: the level is all after the third `:`.
+            level: context.splitn(4, ':').nth(3).unwrap_or_default().to_owned(),
+            context,
+        },
+    )));
+    Running {
+        reports,
+        user,
+        endpoint,
+        pid,
+    }
+}
 
 /// A per-user handler endpoint: when a connection waits and no handler runs,
 /// start one as the user with the socket as fd 3; it accepts from then on,
@@ -25,9 +104,11 @@ pub async fn serve_handler(
     name: String,
     run_as: RunAs,
     idle_secs: u32,
+    reports: Reports,
 ) {
     let mut listener = listener;
     let mut limit = StartLimit::new(Instant::now());
+    let mut starts: u32 = 0;
     loop {
         // A fresh registration reports a connection already waiting (a
         // handler that died with calls in its backlog), not only new ones.
@@ -67,8 +148,8 @@ pub async fn serve_handler(
             }
         }
         let started = Instant::now();
-        let mut child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
-            Ok(child) => child,
+        let (mut child, context) = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 let refused = refuse_waiting(&listener).await;
                 let wait = limit.failed(Instant::now(), Duration::ZERO);
@@ -88,9 +169,12 @@ pub async fn serve_handler(
             user,
             endpoint: &name,
             pid,
-            context: None,
+            context: context.as_deref(),
         }
         .emit();
+        starts = starts.saturating_add(1);
+        let _running =
+            pid.map(|pid| running(&reports, user, &name, pid, starts, context.as_deref()));
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => {
@@ -106,7 +190,7 @@ pub async fn serve_handler(
             endpoint: &name,
             pid,
             status: &status.to_string(),
-            context: None,
+            context: context.as_deref(),
         }
         .emit();
         if status.success() {
@@ -190,20 +274,27 @@ fn accept_timeout(listener: &UnixListener, timeout: Duration) -> std::io::Result
     .map_err(std::io::Error::from)
 }
 
+/// Starts the handler as the user; returns it and the SELinux context it was
+/// started in (`None` without SELinux), for the audit trail and `srpcctl
+/// workers`.
 fn spawn_handler(
     listener: &UnixListener,
     exe: &Path,
     name: &str,
     run_as: &RunAs,
     idle_secs: u32,
-) -> std::io::Result<tokio::process::Child> {
+) -> std::io::Result<(tokio::process::Child, Option<String>)> {
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
     let mut cmd = ListenFdCommand::new(exe, fd, name);
     let place = super::cgroup::Place::Handler(run_as.account.uid);
     super::cgroup::place(&mut cmd, place)?;
     cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
-    if let Some(security) = &run_as.security {
-        cmd.exec_context(super::security::handler_context(&security.worker, exe)?);
+    let context = match &run_as.security {
+        Some(security) => Some(super::security::handler_context(&security.worker, exe)?),
+        None => None,
+    };
+    if let Some(context) = &context {
+        cmd.exec_context(context.clone());
     }
     let tag = super::launch::Tag {
         role: super::launch::Role::Handler,
@@ -212,7 +303,7 @@ fn spawn_handler(
     };
     let child = super::workers::as_user(cmd, &run_as.account, &run_as.env, tag)?.spawn_tokio()?;
     super::cgroup::started(place, child.id());
-    Ok(child)
+    Ok((child, context))
 }
 
 /// A service endpoint: each connection is handed to the service, which reads

@@ -20,7 +20,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use super::{explain, types, Command, CommandError, Notice, Request, Snapshot};
+use super::{check_tree, explain, types, Command, CommandError, Notice, Request, Snapshot};
 use crate::audit;
 use crate::lockout::Lockout;
 use crate::logging::LevelHandle;
@@ -172,6 +172,37 @@ impl Admin {
     ) -> Result<Vec<types::Worker>, AdminError> {
         self.require_admin(conn, &header, "ListWorkers", "").await?;
         Ok(self.latest().workers.clone())
+    }
+
+    /// The per-user handlers the monitor started that run now.
+    async fn list_handlers(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<types::Handler>, AdminError> {
+        self.require_admin(conn, &header, "ListHandlers", "")
+            .await?;
+        Ok(self.latest().handlers.clone())
+    }
+
+    /// Every node of the canonical tree as the clone sees it, and the
+    /// problems it would skip or refuse. Admin only: it names paths, owners
+    /// and groups. Read on a blocking thread, never on the monitor's loop.
+    async fn check_tree(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<types::TreeNode>, AdminError> {
+        self.require_admin(conn, &header, "CheckTree", "").await?;
+        let root = self.latest().tree_root.clone();
+        let open = self.security.as_ref().map(|s| s.open_types());
+        tokio::task::spawn_blocking(move || {
+            let types = open.map(|open| open()).transpose()?;
+            check_tree::check_tree(&root, types.as_deref())
+        })
+        .await
+        .map_err(|e| AdminError::Failed(e.to_string()))?
+        .map_err(AdminError::Failed)
     }
 
     /// Ends session `id`: the front drops its fids at once and the session
