@@ -581,7 +581,7 @@ async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
     let bus = bus::start("tree", &admins.0);
     let owner = bob.clone();
     let daemon = start_with(&mut fx, &bus.address, &admins.0, 300, |tree| {
-        tree_with_problems(tree, &owner)
+        tree_with_problems(tree, &owner);
     });
 
     let ran = srpcctl(&bus.address, None, &["check-tree", "--json"]);
