@@ -118,7 +118,7 @@ pub struct Explanation {
     pub selinux: String,
 }
 
-/// One node of the canonical tree, `CheckTree()`: `a(ssssuususss)`.
+/// One node of the canonical tree, `CheckTree(s path)`: `a(ssssuususss)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct TreeNode {
     /// Its path below the tree's root (`/` is the root).
@@ -182,7 +182,7 @@ mod tests {
             ("ListSessions()", format!("a{}", Session::SIGNATURE)),
             ("ListWorkers()", format!("a{}", Worker::SIGNATURE)),
             ("ExplainUser(s user)", Explanation::SIGNATURE.to_string()),
-            ("CheckTree()", format!("a{}", TreeNode::SIGNATURE)),
+            ("CheckTree(s path)", format!("a{}", TreeNode::SIGNATURE)),
             ("ListHandlers()", format!("a{}", Handler::SIGNATURE)),
         ] {
             let row = format!("| `{name}` | `→ {signature}`");

@@ -32,7 +32,7 @@ pub trait Srpcd1 {
     /// Handlers running.
     fn list_handlers(&self) -> zbus::Result<Vec<Handler>>;
     /// The canonical tree and its problems.
-    fn check_tree(&self) -> zbus::Result<Vec<TreeNode>>;
+    fn check_tree(&self, path: &str) -> zbus::Result<Vec<TreeNode>>;
 }
 
 /// Why a command did not work, as srpcctl reports it: one line, one exit

@@ -69,7 +69,12 @@ enum Cmd {
         user: String,
     },
     /// The canonical tree as the clone sees it, and the problems it skips or refuses.
-    CheckTree,
+    CheckTree {
+        /// A directory of the tree to check from (`/sub`), as an attach path
+        /// names it.
+        #[arg(default_value = "/")]
+        path: String,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -131,8 +136,8 @@ async fn run(cli: &Cli) -> Result<Shown, Failure> {
     let proxy = client::connect().await?;
     let fail = |e: zbus::Error| client::classify(&e);
     let json = cli.json;
-    if let Cmd::CheckTree = cli.command {
-        let nodes = proxy.check_tree().await.map_err(fail)?;
+    if let Cmd::CheckTree { path } = &cli.command {
+        let nodes = proxy.check_tree(path).await.map_err(fail)?;
         return Ok(Shown {
             problems: nodes.iter().filter(|n| n.verdict != "cloned").count(),
             text: show_tree(&nodes, json),
@@ -166,7 +171,7 @@ async fn run_simple(proxy: &client::Srpcd1Proxy<'_>, cli: &Cli) -> Result<String
             &proxy.explain_user(user).await.map_err(fail)?,
             json,
         )),
-        Cmd::Completions { .. } | Cmd::Workers | Cmd::CheckTree => Ok(String::new()),
+        Cmd::Completions { .. } | Cmd::Workers | Cmd::CheckTree { .. } => Ok(String::new()),
     }
 }
 

@@ -655,6 +655,34 @@ async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
         table.out
     );
 
+    // A subtree: its nodes only, shown from the tree's root; no problem
+    // there, so exit 0. A path that is no directory of the tree is refused.
+    let sub = json(&srpcctl(
+        &bus.address,
+        None,
+        &["check-tree", "/sub", "--json"],
+    ));
+    let paths: Vec<&str> = sub
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/sub", "/sub/inner"], "{sub}");
+    for (path, why) in [
+        ("/link", "/link: not a directory of the tree"),
+        ("/nope", "/nope: not a directory of the tree"),
+        ("sub", "\"sub\": "),
+    ] {
+        let bad = srpcctl(&bus.address, None, &["check-tree", path]);
+        assert_eq!(bad.code, 1, "{path}: {}{}", bad.out, bad.err);
+        assert!(
+            bad.err.starts_with(&format!("srpcctl: {why}")),
+            "{}",
+            bad.err
+        );
+    }
+
     // The clone's verdicts are check-tree's: after an attach at the root the
     // clone holds exactly the nodes reported cloned.
     let client = daemon.dial().await;

@@ -13,7 +13,7 @@
 //!   there either); the walk is bounded as the clone is (depth, entries).
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::Stat;
 
@@ -22,22 +22,62 @@ use crate::monitor::classify::{self, Classified, Kind};
 use crate::monitor::fsat;
 use crate::monitor::labeling::NodeTypes;
 
-/// The nodes of the canonical tree at `root`, root first, each directory's
-/// entries sorted by name. `types` are the file-context rules when SELinux
-/// is on (a node they give no type is a problem). Fails only when the root
-/// itself cannot be opened.
-pub fn check_tree(root: &Path, types: Option<&dyn NodeTypes>) -> Result<Vec<TreeNode>, String> {
-    let dir = fsat::open_root(root).map_err(|e| format!("{}: {e}", root.display()))?;
+/// Most nodes one `CheckTree` lists (a larger tree is checked a subtree at a
+/// time), so the answer stays well below the bus's message size limit.
+pub const MAX_NODES: usize = 100_000;
+
+/// Why a check could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The path asked for is not a directory of the tree.
+    #[error("{0}")]
+    InvalidArgs(String),
+    /// The tree could not be read, or is too large to list at once.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The nodes of the canonical tree at `root` from the directory `at` (`/`,
+/// or a path below the root as an attach path names it) down: `at` first,
+/// each directory's entries sorted by name, every path shown from the
+/// tree's root. `types` are the file-context rules when SELinux is on (a
+/// node they give no type is a problem).
+pub fn check_tree(
+    root: &Path,
+    at: &str,
+    types: Option<&dyn NodeTypes>,
+) -> Result<Vec<TreeNode>, CheckError> {
+    srpc_proto::validate_path(at, srpc_proto::HARD_LIMITS.max_name)
+        .map_err(|e| CheckError::InvalidArgs(format!("{at:?}: {e}")))?;
+    let mut dir = fsat::open_root(root)
+        .map_err(|e| CheckError::Failed(format!("{}: {e}", root.display())))?;
+    // Down to `at` as an attach walks it: one directory at a time, no
+    // symlink followed.
+    let mut rel = PathBuf::new();
+    for part in Path::new(at).components() {
+        let Component::Normal(part) = part else {
+            continue;
+        };
+        rel.push(part);
+        dir = fsat::open_dir(dir.as_fd(), part).map_err(|e| {
+            CheckError::InvalidArgs(format!(
+                "/{}: not a directory of the tree: {e}",
+                rel.display()
+            ))
+        })?;
+    }
     let walk = Walk { root, types };
     let mut out = Vec::new();
-    let label = |mode: u32| walk.label(Path::new(""), mode);
+    let label = |mode: u32| walk.label(&rel, mode);
     let st = fsat::stat(dir.as_fd()).ok();
+    let shown = format!("/{}", rel.display());
     match classify::directory(dir.as_fd(), &label) {
         Ok(_) => {
-            out.push(row("/", st.as_ref(), Some(dir.as_fd()), Ok(&Kind::Dir)));
-            walk.dir(dir.as_fd(), Path::new(""), 0, &mut out);
+            out.push(row(&shown, st.as_ref(), Some(dir.as_fd()), Ok(&Kind::Dir)));
+            let depth = rel.components().count();
+            walk.dir(dir.as_fd(), &rel, depth, &mut out)?;
         }
-        Err(p) => out.push(row("/", st.as_ref(), Some(dir.as_fd()), Err(&p))),
+        Err(p) => out.push(row(&shown, st.as_ref(), Some(dir.as_fd()), Err(&p))),
     }
     Ok(out)
 }
@@ -57,7 +97,13 @@ impl Walk<'_> {
         }
     }
 
-    fn dir(&self, canon: BorrowedFd<'_>, rel: &Path, depth: usize, out: &mut Vec<TreeNode>) {
+    fn dir(
+        &self,
+        canon: BorrowedFd<'_>,
+        rel: &Path,
+        depth: usize,
+        out: &mut Vec<TreeNode>,
+    ) -> Result<(), CheckError> {
         let mut names = match classify::entries(canon) {
             Ok(names) => names,
             Err(p) => {
@@ -67,11 +113,17 @@ impl Walk<'_> {
                     p.effect.as_str().clone_into(&mut last.verdict);
                     last.problem = p.message;
                 }
-                return;
+                return Ok(());
             }
         };
         names.sort();
         for entry in names {
+            if out.len() >= MAX_NODES {
+                return Err(CheckError::Failed(format!(
+                    "more than {MAX_NODES} nodes: check a subtree at a time \
+                     (srpcctl check-tree PATH)"
+                )));
+            }
             let name = fsat::os(&entry);
             let child = rel.join(name);
             let path = self.root.join(&child);
@@ -89,7 +141,7 @@ impl Walk<'_> {
                         Ok(&node.kind),
                     ));
                     if node.kind == Kind::Dir {
-                        self.dir(node.fd.as_fd(), &child, depth + 1, out);
+                        self.dir(node.fd.as_fd(), &child, depth + 1, out)?;
                     }
                 }
                 Err(p) => {
@@ -103,6 +155,7 @@ impl Walk<'_> {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -148,22 +201,29 @@ fn row(
     }
 }
 
-fn user_name(uid: u32, known: bool) -> String {
+/// The name NSS gives `id` (`lookup`), the number where it has none, and
+/// nothing when the node could not be read at all.
+fn name_of(id: u32, known: bool, lookup: impl Fn(u32) -> Option<String>) -> String {
     if !known {
         return String::new();
     }
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
+    lookup(id).unwrap_or_else(|| id.to_string())
+}
+
+fn user_name(uid: u32, known: bool) -> String {
+    name_of(uid, known, |uid| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    })
 }
 
 fn group_name(gid: u32, known: bool) -> String {
-    if !known {
-        return String::new();
-    }
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map_or_else(|| gid.to_string(), |g| g.name)
+    name_of(gid, known, |gid| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+    })
 }
