@@ -573,24 +573,8 @@ fn paths_below(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
-    let mut fx = Fixture::new();
-    let bob = fx.user(PASSWORD);
-    let admins = Group::new("c");
-    let bus = bus::start("tree", &admins.0);
-    let owner = bob.clone();
-    let daemon = start_with(&mut fx, &bus.address, &admins.0, 300, |tree| {
-        tree_with_problems(tree, &owner);
-    });
-
-    let ran = srpcctl(&bus.address, None, &["check-tree", "--json"]);
-    assert_eq!(ran.code, 5, "problems give exit 5: {}{}", ran.out, ran.err);
-    assert_eq!(
-        ran.err,
-        "srpcctl: the tree has 4 problem(s): the clone skips or refuses those nodes\n"
-    );
-    let nodes: Value = serde_json::from_str(&ran.out).unwrap();
+/// check-tree's verdicts on [`tree_with_problems`], node by node.
+fn each_node_has_its_verdict(nodes: &Value, bob: &str) {
     let node = |path: &str| {
         nodes
             .as_array()
@@ -623,8 +607,8 @@ async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
     );
     let sub = expect("/sub", "directory", "cloned", "");
     assert_eq!(sub["mode"], 0o750);
-    assert_eq!(sub["owner"], bob.as_str());
-    assert_eq!(sub["uid"], uid_of(&bob));
+    assert_eq!(sub["owner"], bob);
+    assert_eq!(sub["uid"], uid_of(bob));
     expect("/sub/inner", "handler", "cloned", "");
     let time = expect("/time", "service", "cloned", "");
     assert_eq!(time["service"], "/run/srpcd-test-time.sock");
@@ -642,6 +626,55 @@ async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
         "not a service descriptor: `service` must be an absolute path, not \"time.sock\"",
     );
     expect("/fifo", "fifo", "skipped", "a fifo: only directories");
+}
+
+/// `check-tree PATH` lists that directory and below; a path that is not a
+/// directory of the tree is refused.
+fn subtrees_are_checked_alone(address: &str) {
+    // A subtree: its nodes only, shown from the tree's root; no problem
+    // there, so exit 0. A path that is no directory of the tree is refused.
+    let sub = json(&srpcctl(address, None, &["check-tree", "/sub", "--json"]));
+    let paths: Vec<&str> = sub
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/sub", "/sub/inner"], "{sub}");
+    for (path, why) in [
+        ("/link", "/link: not a directory of the tree"),
+        ("/nope", "/nope: not a directory of the tree"),
+        ("sub", "\"sub\": "),
+    ] {
+        let bad = srpcctl(address, None, &["check-tree", path]);
+        assert_eq!(bad.code, 1, "{path}: {}{}", bad.out, bad.err);
+        assert!(
+            bad.err.starts_with(&format!("srpcctl: {why}")),
+            "{}",
+            bad.err
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
+    let mut fx = Fixture::new();
+    let bob = fx.user(PASSWORD);
+    let admins = Group::new("c");
+    let bus = bus::start("tree", &admins.0);
+    let owner = bob.clone();
+    let daemon = start_with(&mut fx, &bus.address, &admins.0, 300, |tree| {
+        tree_with_problems(tree, &owner);
+    });
+
+    let ran = srpcctl(&bus.address, None, &["check-tree", "--json"]);
+    assert_eq!(ran.code, 5, "problems give exit 5: {}{}", ran.out, ran.err);
+    assert_eq!(
+        ran.err,
+        "srpcctl: the tree has 4 problem(s): the clone skips or refuses those nodes\n"
+    );
+    let nodes: Value = serde_json::from_str(&ran.out).unwrap();
+    each_node_has_its_verdict(&nodes, &bob);
 
     let table = srpcctl(&bus.address, None, &["check-tree"]);
     assert_eq!(table.code, 5, "{}", table.err);
@@ -655,33 +688,7 @@ async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
         table.out
     );
 
-    // A subtree: its nodes only, shown from the tree's root; no problem
-    // there, so exit 0. A path that is no directory of the tree is refused.
-    let sub = json(&srpcctl(
-        &bus.address,
-        None,
-        &["check-tree", "/sub", "--json"],
-    ));
-    let paths: Vec<&str> = sub
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["/sub", "/sub/inner"], "{sub}");
-    for (path, why) in [
-        ("/link", "/link: not a directory of the tree"),
-        ("/nope", "/nope: not a directory of the tree"),
-        ("sub", "\"sub\": "),
-    ] {
-        let bad = srpcctl(&bus.address, None, &["check-tree", path]);
-        assert_eq!(bad.code, 1, "{path}: {}{}", bad.out, bad.err);
-        assert!(
-            bad.err.starts_with(&format!("srpcctl: {why}")),
-            "{}",
-            bad.err
-        );
-    }
+    subtrees_are_checked_alone(&bus.address);
 
     // The clone's verdicts are check-tree's: after an attach at the root the
     // clone holds exactly the nodes reported cloned.
