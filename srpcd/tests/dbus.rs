@@ -801,5 +801,40 @@ async fn workers_show_the_running_handler_until_it_exits() {
     );
     let workers = json(&srpcctl(&bus.address, None, &["workers", "--json"]));
     assert_eq!(workers[0]["handlers"][0]["starts"], 2, "{workers}");
+    let second = workers[0]["handlers"][0]["pid"].as_u64().unwrap();
+    // Stopping the worker takes the handler with it: killed, and audited so.
+    assert_eq!(srpcctl(&bus.address, None, &["stop-worker", &bob]).code, 0);
+    let exits = |pid: u64| {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("srpc_event=\"handler_exited\"")
+                    && l.contains(&format!("srpc_pid={pid} "))
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exits(second).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no exit of {second}: {}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let [first_exit] = <[String; 1]>::try_from(exits(u64::from(pid)))
+        .unwrap_or_else(|e| panic!("one exit of {pid}: {e:?}"));
+    assert!(
+        first_exit.contains("srpc_exit_status=\"exit status: 0\""),
+        "{first_exit}"
+    );
+    let [killed] = <[String; 1]>::try_from(exits(second))
+        .unwrap_or_else(|e| panic!("one exit of {second}: {e:?}"));
+    assert!(
+        killed.contains("srpc_exit_status=\"killed (SIGKILL) with its endpoint"),
+        "{killed}"
+    );
     drop(session);
 }

@@ -42,54 +42,92 @@ pub enum Report {
 /// Where reports go: the monitor's loop.
 pub type Reports = mpsc::UnboundedSender<super::attach::Event>;
 
-/// Reports the handler's end when dropped: at its exit, or when the task
-/// waiting for it is aborted.
-struct Running<'a> {
-    reports: &'a Reports,
-    user: &'a str,
-    endpoint: &'a str,
-    pid: u32,
+/// One running handler: made at its start (audited, reported), and its end
+/// audited and reported when dropped — at its exit, with the status
+/// [`Running::exited`] recorded, or when the endpoint task is aborted (the
+/// endpoint changed or the clone went), which kills the handler (the child is
+/// `kill_on_drop`) before its status could be read.
+struct Running {
+    reports: Reports,
+    user: String,
+    endpoint: String,
+    pid: Option<u32>,
+    context: Option<String>,
+    status: Option<String>,
 }
 
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .reports
-            .send(super::attach::Event::Handler(Report::Exited {
-                user: self.user.to_owned(),
-                endpoint: self.endpoint.to_owned(),
-                pid: self.pid,
-            }));
-    }
-}
+/// The exit status an aborted endpoint task's handler is audited with.
+const KILLED_WITH_ENDPOINT: &str = "killed (SIGKILL) with its endpoint: the user's last \
+    session ended, the worker stopped or the canonical node changed";
 
-/// Reports a handler's start; the guard returned reports its end.
-fn running<'a>(
-    reports: &'a Reports,
-    user: &'a str,
-    endpoint: &'a str,
-    pid: u32,
-    starts: u32,
-    context: Option<&str>,
-) -> Running<'a> {
-    let context = context.unwrap_or_default().to_owned();
-    let _ = reports.send(super::attach::Event::Handler(Report::Started(
-        super::admin::types::Handler {
+impl Running {
+    /// Audits and reports the start of handler `pid` (the `starts`-th of this
+    /// endpoint for this user) in `context`.
+    fn started(
+        reports: &Reports,
+        user: &str,
+        endpoint: &str,
+        pid: Option<u32>,
+        starts: u32,
+        context: Option<String>,
+    ) -> Running {
+        crate::audit::Event::HandlerStarted {
+            user,
+            endpoint,
+            pid,
+            context: context.as_deref(),
+        }
+        .emit();
+        if let Some(pid) = pid {
+            let shown = context.clone().unwrap_or_default();
+            let _ = reports.send(super::attach::Event::Handler(Report::Started(
+                super::admin::types::Handler {
+                    user: user.to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    pid,
+                    started_unix: super::admin::unix_secs(std::time::SystemTime::now()),
+                    starts,
+                    // `user:role:type:level`: the level is all after the third `:`.
+                    level: shown.splitn(4, ':').nth(3).unwrap_or_default().to_owned(),
+                    context: shown,
+                },
+            )));
+        }
+        Running {
+            reports: reports.clone(),
             user: user.to_owned(),
             endpoint: endpoint.to_owned(),
             pid,
-            started_unix: super::admin::unix_secs(std::time::SystemTime::now()),
-            starts,
-            // `user:role:type:level`: the level is all after the third `:`.
-            level: context.splitn(4, ':').nth(3).unwrap_or_default().to_owned(),
             context,
-        },
-    )));
-    Running {
-        reports,
-        user,
-        endpoint,
-        pid,
+            status: None,
+        }
+    }
+
+    /// How it ended, for the audit event its drop emits.
+    fn exited(&mut self, status: String) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        crate::audit::Event::HandlerExited {
+            user: &self.user,
+            endpoint: &self.endpoint,
+            pid: self.pid,
+            status: self.status.as_deref().unwrap_or(KILLED_WITH_ENDPOINT),
+            context: self.context.as_deref(),
+        }
+        .emit();
+        if let Some(pid) = self.pid {
+            let _ = self
+                .reports
+                .send(super::attach::Event::Handler(Report::Exited {
+                    user: std::mem::take(&mut self.user),
+                    endpoint: std::mem::take(&mut self.endpoint),
+                    pid,
+                }));
+        }
     }
 }
 
@@ -165,34 +203,22 @@ pub async fn serve_handler(
             }
         };
         let pid = child.id();
-        crate::audit::Event::HandlerStarted {
-            user,
-            endpoint: &name,
-            pid,
-            context: context.as_deref(),
-        }
-        .emit();
         starts = starts.saturating_add(1);
-        let _running =
-            pid.map(|pid| running(&reports, user, &name, pid, starts, context.as_deref()));
+        let mut running = Running::started(&reports, user, &name, pid, starts, context);
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => {
                 tracing::error!(endpoint = name, user, ?pid, "waiting for handler: {e}");
+                running.exited(format!("unknown: waiting for it failed: {e}"));
+                drop(running);
                 // Not known to have served: count it as failed.
                 refuse_waiting(&listener).await;
                 limit.failed(Instant::now(), started.elapsed());
                 continue;
             }
         };
-        crate::audit::Event::HandlerExited {
-            user,
-            endpoint: &name,
-            pid,
-            status: &status.to_string(),
-            context: context.as_deref(),
-        }
-        .emit();
+        running.exited(status.to_string());
+        drop(running);
         if status.success() {
             limit.served();
             continue;
