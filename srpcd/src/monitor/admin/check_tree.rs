@@ -227,3 +227,105 @@ fn group_name(gid: u32, known: bool) -> String {
             .map(|g| g.name)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A scratch tree of the test's own, removed on drop.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            let dir =
+                std::env::temp_dir().join(format!("srpcd-check-tree-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir).unwrap();
+            Tree(dir)
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn find<'a>(nodes: &'a [TreeNode], path: &str) -> &'a TreeNode {
+        nodes
+            .iter()
+            .find(|n| n.path == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+    }
+
+    #[test]
+    fn nothing_below_a_skipped_directory_is_listed() {
+        let t = Tree::new("deep");
+        let mut dir = t.0.clone();
+        for i in 0..=fsat::MAX_DEPTH + 1 {
+            dir.push(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let nodes = check_tree(&t.0, "/", None).unwrap();
+        // The root, MAX_DEPTH directories cloned, the next one skipped.
+        assert_eq!(nodes.len(), fsat::MAX_DEPTH + 2, "{nodes:#?}");
+        let last = nodes.last().unwrap();
+        assert_eq!(last.kind, "directory");
+        assert_eq!(last.verdict, "skipped");
+        assert_eq!(
+            last.problem,
+            format!("nested deeper than {} directories", fsat::MAX_DEPTH)
+        );
+        assert!(nodes[..nodes.len() - 1]
+            .iter()
+            .all(|n| n.verdict == "cloned"));
+    }
+
+    #[test]
+    fn a_directory_the_clone_cannot_list_is_refused_on_itself() {
+        let t = Tree::new("wide");
+        let wide = t.0.join("wide");
+        std::fs::create_dir(&wide).unwrap();
+        for i in 0..=fsat::MAX_ENTRIES {
+            std::fs::File::create(wide.join(i.to_string())).unwrap();
+        }
+        std::fs::write(t.0.join("a"), "service = \"/run/a.sock\"\n").unwrap();
+        let nodes = check_tree(&t.0, "/", None).unwrap();
+        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths, ["/", "/a", "/wide"]);
+        let wide = find(&nodes, "/wide");
+        assert_eq!(wide.verdict, "refused");
+        assert_eq!(
+            wide.problem,
+            format!(
+                "cannot be listed: more than {} entries in one directory",
+                fsat::MAX_ENTRIES
+            )
+        );
+        assert_eq!(find(&nodes, "/a").service, "/run/a.sock");
+    }
+
+    #[test]
+    fn a_subtree_is_shown_from_the_trees_root_and_a_bad_path_refused() {
+        let t = Tree::new("sub");
+        std::fs::create_dir_all(t.0.join("x/y")).unwrap();
+        let nodes = check_tree(&t.0, "/x", None).unwrap();
+        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths, ["/x", "/x/y"]);
+        assert_eq!(
+            check_tree(&t.0, "/x/z", None),
+            Err(CheckError::InvalidArgs(
+                "/x/z: not a directory of the tree: No such file or directory (os error 2)"
+                    .to_owned()
+            ))
+        );
+        assert!(matches!(
+            check_tree(&t.0, "x", None),
+            Err(CheckError::InvalidArgs(_))
+        ));
+    }
+}
