@@ -274,6 +274,21 @@ fn descriptor(parent: BorrowedFd<'_>, name: &OsStr) -> Result<PathBuf, Problem> 
     Ok(d.service)
 }
 
+/// `label` if the loaded policy knows it; otherwise why not. A label the
+/// kernel refuses could not go on the clone node (its create would fail), so
+/// the label functions of the clone and of check-tree both pass theirs
+/// through here: an unknown type is a problem of the node, found the same way
+/// by both.
+pub fn known_label(label: String) -> Result<String, String> {
+    match srpc_os::selinux::check_context(&label) {
+        Ok(true) => Ok(label),
+        Ok(false) => Err(format!(
+            "{label} is not valid in the loaded policy (an unknown type?)"
+        )),
+        Err(e) => Err(format!("checking {label}: {e}")),
+    }
+}
+
 /// A canonical node's `fstat` and access attributes, read from its own fd.
 pub fn canonical_of(fd: BorrowedFd<'_>) -> io::Result<(Stat, Canonical)> {
     let st = fsat::stat(fd)?;

@@ -355,7 +355,10 @@ impl Sync<'_> {
         } else {
             self.cloner.tree_root.join(rel)
         };
-        labels.node(types, &canonical, mode).map(Some)
+        labels
+            .node(types, &canonical, mode)
+            .and_then(classify::known_label)
+            .map(Some)
     }
 
     fn dir(

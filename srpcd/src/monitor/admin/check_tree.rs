@@ -14,6 +14,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 
 use rustix::fs::Stat;
 
@@ -89,12 +90,17 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     /// What the clone would label the node: the type the rules give its
-    /// canonical path (the clone adds the user's level).
+    /// canonical path, checked against the loaded policy at `s0` (the clone
+    /// puts it at the user's level, which the policy accepts for every type
+    /// it knows).
     fn label(&self, rel: &Path, mode: u32) -> Result<Option<String>, String> {
-        match self.types {
-            Some(types) => types.type_of(&self.root.join(rel), mode).map(Some),
-            None => Ok(None),
-        }
+        let Some(types) = self.types else {
+            return Ok(None);
+        };
+        let file_type = types.type_of(&self.root.join(rel), mode)?;
+        let level = srpc_labels::Level::from_str("s0").map_err(|e| e.to_string())?;
+        classify::known_label(srpc_labels::contexts::object_context(&file_type, &level))
+            .map(|_| Some(file_type))
     }
 
     fn dir(
