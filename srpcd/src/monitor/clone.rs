@@ -333,12 +333,24 @@ impl Sync<'_> {
         name: &OsStr,
         rel: &Path,
     ) -> Result<OwnedFd, String> {
+        let (_, canonical, label) = classify::directory(canon, &|mode| self.label(rel, mode))
+            .map_err(|e| format!("/{}: {e}", rel.display()))?;
+        self.make_dir_as(parent, name, rel, &canonical, label.as_deref())
+    }
+
+    /// [`Sync::make_dir`] with the canonical directory's attributes and the
+    /// clone label already read (by [`classify::classify`]).
+    fn make_dir_as(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        canonical: &Canonical,
+        label: Option<&str>,
+    ) -> Result<OwnedFd, String> {
         let at = |e: &dyn std::fmt::Display| format!("/{}: {e}", rel.display());
-        let (_, canonical, label) =
-            classify::directory(canon, &|mode| self.label(rel, mode)).map_err(|e| at(&e))?;
-        let target =
-            fsat::ensure_dir_labelled(parent, name, label.as_deref()).map_err(|e| at(&e))?;
-        let attrs = attrs::translate(&canonical, NodeKind::Dir, self.run_as.account.uid)
+        let target = fsat::ensure_dir_labelled(parent, name, label).map_err(|e| at(&e))?;
+        let attrs = attrs::translate(canonical, NodeKind::Dir, self.run_as.account.uid)
             .map_err(|e| at(&e))?;
         fsat::apply(target.as_fd(), &attrs).map_err(|e| at(&e))?;
         Ok(target)
@@ -390,7 +402,8 @@ impl Sync<'_> {
             };
             let kind = match node.kind {
                 Kind::Dir => {
-                    let sub_target = self.make_dir(node.fd.as_fd(), target, name, &child)?;
+                    let sub_target =
+                        self.make_dir_as(target, name, &child, &node.attrs, node.label.as_deref())?;
                     self.dir(node.fd.as_fd(), sub_target.as_fd(), &child, depth + 1)?;
                     keep.push(name.to_owned());
                     continue;
