@@ -2,11 +2,12 @@
 //! user on the first waiting connection (socket activation) and accepts from
 //! then on; a service is handed each connection (SCM_RIGHTS).
 //!
-//! Each handler's start and end is reported to the monitor's loop
-//! ([`Report`]), which keeps the table `srpcctl workers` shows. The end is
-//! reported by a guard's drop, so a handler whose endpoint task is aborted
-//! (its endpoint changed or its clone went, which kills it) leaves the
-//! table too. The monitor never sees the connections a handler accepts, so
+//! Each handler's start and end is audited (with its SELinux context and
+//! exit status) and reported to the monitor's loop ([`Report`]), which keeps
+//! the table `srpcctl workers` shows. Both ends are one guard's ([`Running`]):
+//! its drop audits and reports the end, so a handler whose endpoint task is
+//! aborted (its endpoint changed or its clone went, which kills it) is
+//! audited and leaves the table too. The monitor never sees the connections a handler accepts, so
 //! the table has no call count of its own; the worker's is the user's total.
 
 use std::os::fd::{AsFd, OwnedFd};
