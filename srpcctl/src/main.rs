@@ -387,3 +387,99 @@ fn show_explanation(e: &types::Explanation, json: bool) -> String {
     ]);
     table::fields(&pairs)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{show_tree, show_workers, types};
+
+    fn worker(user: &str) -> types::Worker {
+        types::Worker {
+            user: user.to_owned(),
+            uid: 1000,
+            pid: 41,
+            state: "running".to_owned(),
+            sessions: 1,
+            calls: 3,
+            started_unix: 0,
+            idle_secs: 0,
+            context: String::new(),
+            level: String::new(),
+        }
+    }
+
+    fn handler(user: &str, endpoint: &str, pid: u32) -> types::Handler {
+        types::Handler {
+            user: user.to_owned(),
+            endpoint: endpoint.to_owned(),
+            pid,
+            started_unix: 0,
+            starts: 1,
+            context: String::new(),
+            level: String::new(),
+        }
+    }
+
+    #[test]
+    fn handlers_are_listed_under_their_worker_and_strays_last() {
+        let workers = [worker("alice"), worker("bob")];
+        let handlers = [
+            handler("bob", "/echo", 52),
+            handler("carol", "/time", 60),
+            handler("alice", "/echo", 51),
+        ];
+        let table = show_workers(&workers, &handlers, false);
+        let first: Vec<&str> = table
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            first,
+            ["USER", "alice", "/echo", "bob", "/echo", "carol"],
+            "{table}"
+        );
+        assert!(
+            table.lines().nth(2).unwrap().starts_with("  /echo"),
+            "{table}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&show_workers(&workers, &handlers, true)).unwrap();
+        assert_eq!(json[0]["handlers"][0]["pid"], 51);
+        assert_eq!(json[1]["handlers"][0]["pid"], 52);
+        assert_eq!(json[2]["user"], "carol");
+        assert_eq!(json[2]["handlers"][0]["endpoint"], "/time");
+    }
+
+    #[test]
+    fn tree_rows_say_ok_or_why_not() {
+        let node = |path: &str, kind: &str, verdict: &str, problem: &str| types::TreeNode {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+            verdict: verdict.to_owned(),
+            problem: problem.to_owned(),
+            mode: 0o644,
+            uid: 0,
+            owner: "root".to_owned(),
+            gid: 0,
+            group: "root".to_owned(),
+            label: String::new(),
+            service: String::new(),
+        };
+        let mut time = node("/time", "service", "cloned", "");
+        time.service = "/run/t.sock".to_owned();
+        let table = show_tree(
+            &[
+                time,
+                node("/l", "symlink", "skipped", "a symlink: never cloned"),
+            ],
+            false,
+        );
+        assert_eq!(
+            table,
+            "PATH   KIND     MODE  OWNER  GROUP  LABEL  VERDICT\n\
+             /time  service  0644  root   root   -      ok: service /run/t.sock\n\
+             /l     symlink  0644  root   root   -      skipped: a symlink: never cloned\n"
+        );
+    }
+}
