@@ -118,11 +118,61 @@ pub struct Explanation {
     pub selinux: String,
 }
 
+/// One node of the canonical tree, `CheckTree(s path)`: `a(ssssuususss)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TreeNode {
+    /// Its path below the tree's root (`/` is the root).
+    pub path: String,
+    /// `directory`, `handler` or `service` when it is cloned; otherwise its
+    /// file type (`symlink`, `file`, `executable`, `socket`, `fifo`, `block
+    /// device`, `character device`, `directory`, `unknown`).
+    pub kind: String,
+    /// `cloned`, `skipped` (left out of every clone) or `refused` (an attach
+    /// or re-sync that reaches it fails).
+    pub verdict: String,
+    /// Why it is skipped or refused; empty when it is cloned.
+    pub problem: String,
+    /// `st_mode & 0o7777` (0 when it could not be read).
+    pub mode: u32,
+    /// Its owner's uid.
+    pub uid: u32,
+    /// Its owner's name (the uid where it has none; empty if unread).
+    pub owner: String,
+    /// Its group's gid.
+    pub gid: u32,
+    /// Its group's name (likewise).
+    pub group: String,
+    /// Its own SELinux label; empty without one.
+    pub label: String,
+    /// For a service, the socket its descriptor names; empty otherwise.
+    pub service: String,
+}
+
+/// One per-user handler the monitor started, `ListHandlers()`: `a(ssutuss)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Handler {
+    /// The user it runs as.
+    pub user: String,
+    /// The endpoint path in the user's clone.
+    pub endpoint: String,
+    /// Its pid.
+    pub pid: u32,
+    /// When it started, seconds since the Unix epoch.
+    pub started_unix: u64,
+    /// How many times this endpoint's handler was started for this user
+    /// (1 for the first; a crash or an idle exit and a new call add one).
+    pub starts: u32,
+    /// The SELinux context it runs in; empty without SELinux.
+    pub context: String,
+    /// Its MLS/MCS level (the user's); empty without SELinux.
+    pub level: String,
+}
+
 #[cfg(test)]
 mod tests {
     use zvariant::Type;
 
-    use super::{Explanation, Session, Status, Worker};
+    use super::{Explanation, Handler, Session, Status, TreeNode, Worker};
 
     #[test]
     fn the_signatures_are_those_srpcctl_8_documents() {
@@ -132,6 +182,8 @@ mod tests {
             ("ListSessions()", format!("a{}", Session::SIGNATURE)),
             ("ListWorkers()", format!("a{}", Worker::SIGNATURE)),
             ("ExplainUser(s user)", Explanation::SIGNATURE.to_string()),
+            ("CheckTree(s path)", format!("a{}", TreeNode::SIGNATURE)),
+            ("ListHandlers()", format!("a{}", Handler::SIGNATURE)),
         ] {
             let row = format!("| `{name}` | `→ {signature}`");
             assert!(page.contains(&row), "srpcctl.8.md lacks {row}");

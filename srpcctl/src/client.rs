@@ -4,7 +4,7 @@
 
 use zbus::proxy;
 
-use srpc_admin::{Explanation, Session, Status, Worker, BUS_NAME};
+use srpc_admin::{Explanation, Handler, Session, Status, TreeNode, Worker, BUS_NAME};
 
 /// The interface, as srpcd serves it.
 #[proxy(
@@ -29,6 +29,10 @@ pub trait Srpcd1 {
     fn set_log_level(&self, directives: &str) -> zbus::Result<String>;
     /// Explains a user's login.
     fn explain_user(&self, user: &str) -> zbus::Result<Explanation>;
+    /// Handlers running.
+    fn list_handlers(&self) -> zbus::Result<Vec<Handler>>;
+    /// The canonical tree and its problems.
+    fn check_tree(&self, path: &str) -> zbus::Result<Vec<TreeNode>>;
 }
 
 /// Why a command did not work, as srpcctl reports it: one line, one exit

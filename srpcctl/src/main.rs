@@ -31,8 +31,12 @@ struct Cli {
 
 const EXIT_STATUS: &str = "\
 Exit status: 0 done; 1 srpcd refused (no such session, reload refused…);
-2 usage error; 3 srpcd is not running (or no system bus); 4 access denied.
+2 usage error; 3 srpcd is not running (or no system bus); 4 access denied;
+5 check-tree found problems (nodes the clone skips or refuses).
 status is open to every local user; the rest needs root or group srpcadmin.";
+
+/// `check-tree`'s exit status when the tree has a problem.
+const TREE_PROBLEMS: u8 = 5;
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -40,7 +44,7 @@ enum Cmd {
     Status,
     /// The sessions attached now.
     Sessions,
-    /// The users' workers.
+    /// The users' workers, each with the handlers it has running.
     Workers,
     /// End a session: its fids go and it cannot attach again.
     KillSession {
@@ -63,6 +67,13 @@ enum Cmd {
     ExplainUser {
         /// The user.
         user: String,
+    },
+    /// The canonical tree as the clone sees it, and the problems it skips or refuses.
+    CheckTree {
+        /// A directory of the tree to check from (`/sub`), as an attach path
+        /// names it.
+        #[arg(default_value = "/")]
+        path: String,
     },
     /// Print a shell completion script.
     Completions {
@@ -93,10 +104,14 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(&cli)) {
-        Ok(text) => {
+        Ok(Shown { text, problems }) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
-            ExitCode::SUCCESS
+            if problems == 0 {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("srpcctl: the tree has {problems} problem(s): the clone skips or refuses those nodes");
+            ExitCode::from(TREE_PROBLEMS)
         }
         Err(failure) => {
             eprintln!("srpcctl: {}", failure.message());
@@ -105,18 +120,44 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli) -> Result<String, Failure> {
+/// What a command prints, and how many tree problems it found.
+struct Shown {
+    text: String,
+    problems: usize,
+}
+
+impl From<String> for Shown {
+    fn from(text: String) -> Shown {
+        Shown { text, problems: 0 }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<Shown, Failure> {
     let proxy = client::connect().await?;
+    let fail = |e: zbus::Error| client::classify(&e);
+    let json = cli.json;
+    if let Cmd::CheckTree { path } = &cli.command {
+        let nodes = proxy.check_tree(path).await.map_err(fail)?;
+        return Ok(Shown {
+            problems: nodes.iter().filter(|n| n.verdict != "cloned").count(),
+            text: show_tree(&nodes, json),
+        });
+    }
+    if let Cmd::Workers = cli.command {
+        let workers = proxy.list_workers().await.map_err(fail)?;
+        let handlers = proxy.list_handlers().await.map_err(fail)?;
+        return Ok(show_workers(&workers, &handlers, json).into());
+    }
+    run_simple(&proxy, cli).await.map(Shown::from)
+}
+
+async fn run_simple(proxy: &client::Srpcd1Proxy<'_>, cli: &Cli) -> Result<String, Failure> {
     let fail = |e: zbus::Error| client::classify(&e);
     let json = cli.json;
     match &cli.command {
         Cmd::Status => Ok(show_status(&proxy.status().await.map_err(fail)?, json)),
         Cmd::Sessions => Ok(show_sessions(
             &proxy.list_sessions().await.map_err(fail)?,
-            json,
-        )),
-        Cmd::Workers => Ok(show_workers(
-            &proxy.list_workers().await.map_err(fail)?,
             json,
         )),
         Cmd::KillSession { id } => Ok(done(proxy.kill_session(*id).await.map_err(fail)?, json)),
@@ -130,7 +171,7 @@ async fn run(cli: &Cli) -> Result<String, Failure> {
             &proxy.explain_user(user).await.map_err(fail)?,
             json,
         )),
-        Cmd::Completions { .. } => Ok(String::new()),
+        Cmd::Completions { .. } | Cmd::Workers | Cmd::CheckTree { .. } => Ok(String::new()),
     }
 }
 
@@ -206,41 +247,81 @@ fn show_sessions(sessions: &[types::Session], json: bool) -> String {
     )
 }
 
-fn show_workers(workers: &[types::Worker], json: bool) -> String {
-    if json {
-        return to_json(&workers);
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
     }
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_owned()
-        } else {
-            s.to_owned()
-        }
+}
+
+/// Workers, each followed by its handlers (a handler whose worker is not in
+/// the listing, which a race between the two calls can give, comes last).
+fn show_workers(workers: &[types::Worker], handlers: &[types::Handler], json: bool) -> String {
+    let of = |user: &str| -> Vec<&types::Handler> {
+        handlers.iter().filter(|h| h.user == user).collect()
     };
-    let rows: Vec<Vec<String>> = workers
+    let orphans = handlers
         .iter()
-        .map(|w| {
-            vec![
-                w.user.clone(),
-                w.uid.to_string(),
-                if w.pid == 0 {
-                    "-".to_owned()
-                } else {
-                    w.pid.to_string()
-                },
-                w.state.clone(),
-                w.sessions.to_string(),
-                w.calls.to_string(),
-                age(w.started_unix),
-                if w.sessions > 0 {
-                    "-".to_owned()
-                } else {
-                    table::duration(w.idle_secs)
-                },
-                dash(&w.context),
-            ]
-        })
-        .collect();
+        .filter(|h| !workers.iter().any(|w| w.user == h.user));
+    if json {
+        let mut out: Vec<serde_json::Value> = workers
+            .iter()
+            .map(|w| {
+                let mut v = serde_json::to_value(w).unwrap_or_default();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert(
+                        "handlers".to_owned(),
+                        serde_json::to_value(of(&w.user)).unwrap_or_default(),
+                    );
+                }
+                v
+            })
+            .collect();
+        out.extend(orphans.map(|h| serde_json::json!({ "user": h.user, "handlers": [h] })));
+        return to_json(&out);
+    }
+    let handler_row = |h: &types::Handler| {
+        vec![
+            format!("  {}", h.endpoint),
+            "-".to_owned(),
+            h.pid.to_string(),
+            "handler".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            age(h.started_unix),
+            "-".to_owned(),
+            dash(&h.context),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for w in workers {
+        rows.push(vec![
+            w.user.clone(),
+            w.uid.to_string(),
+            if w.pid == 0 {
+                "-".to_owned()
+            } else {
+                w.pid.to_string()
+            },
+            w.state.clone(),
+            w.sessions.to_string(),
+            w.calls.to_string(),
+            age(w.started_unix),
+            if w.sessions > 0 {
+                "-".to_owned()
+            } else {
+                table::duration(w.idle_secs)
+            },
+            dash(&w.context),
+        ]);
+        rows.extend(of(&w.user).into_iter().map(handler_row));
+    }
+    for h in orphans {
+        let mut row = handler_row(h);
+        row[0] = format!("{} {}", h.user, h.endpoint);
+        rows.push(row);
+    }
     table::render(
         &[
             "USER", "UID", "PID", "STATE", "SESSIONS", "CALLS", "AGE", "IDLE", "CONTEXT",
@@ -249,17 +330,42 @@ fn show_workers(workers: &[types::Worker], json: bool) -> String {
     )
 }
 
+fn show_tree(nodes: &[types::TreeNode], json: bool) -> String {
+    if json {
+        return to_json(&nodes);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.path.clone(),
+                n.kind.clone(),
+                format!("{:04o}", n.mode),
+                dash(&n.owner),
+                dash(&n.group),
+                dash(&n.label),
+                if n.verdict == "cloned" {
+                    if n.service.is_empty() {
+                        "ok".to_owned()
+                    } else {
+                        format!("ok: service {}", n.service)
+                    }
+                } else {
+                    format!("{}: {}", n.verdict, n.problem)
+                },
+            ]
+        })
+        .collect();
+    table::render(
+        &["PATH", "KIND", "MODE", "OWNER", "GROUP", "LABEL", "VERDICT"],
+        &rows,
+    )
+}
+
 fn show_explanation(e: &types::Explanation, json: bool) -> String {
     if json {
         return to_json(e);
     }
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_owned()
-        } else {
-            s.to_owned()
-        }
-    };
     let mut pairs = vec![("user", e.user.clone()), ("verdict", e.verdict.clone())];
     if e.exists {
         pairs.extend([
@@ -280,4 +386,100 @@ fn show_explanation(e: &types::Explanation, json: bool) -> String {
         ("selinux", e.selinux.clone()),
     ]);
     table::fields(&pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{show_tree, show_workers, types};
+
+    fn worker(user: &str) -> types::Worker {
+        types::Worker {
+            user: user.to_owned(),
+            uid: 1000,
+            pid: 41,
+            state: "running".to_owned(),
+            sessions: 1,
+            calls: 3,
+            started_unix: 0,
+            idle_secs: 0,
+            context: String::new(),
+            level: String::new(),
+        }
+    }
+
+    fn handler(user: &str, endpoint: &str, pid: u32) -> types::Handler {
+        types::Handler {
+            user: user.to_owned(),
+            endpoint: endpoint.to_owned(),
+            pid,
+            started_unix: 0,
+            starts: 1,
+            context: String::new(),
+            level: String::new(),
+        }
+    }
+
+    #[test]
+    fn handlers_are_listed_under_their_worker_and_strays_last() {
+        let workers = [worker("alice"), worker("bob")];
+        let handlers = [
+            handler("bob", "/echo", 52),
+            handler("carol", "/time", 60),
+            handler("alice", "/echo", 51),
+        ];
+        let table = show_workers(&workers, &handlers, false);
+        let first: Vec<&str> = table
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            first,
+            ["USER", "alice", "/echo", "bob", "/echo", "carol"],
+            "{table}"
+        );
+        assert!(
+            table.lines().nth(2).unwrap().starts_with("  /echo"),
+            "{table}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&show_workers(&workers, &handlers, true)).unwrap();
+        assert_eq!(json[0]["handlers"][0]["pid"], 51);
+        assert_eq!(json[1]["handlers"][0]["pid"], 52);
+        assert_eq!(json[2]["user"], "carol");
+        assert_eq!(json[2]["handlers"][0]["endpoint"], "/time");
+    }
+
+    #[test]
+    fn tree_rows_say_ok_or_why_not() {
+        let node = |path: &str, kind: &str, verdict: &str, problem: &str| types::TreeNode {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+            verdict: verdict.to_owned(),
+            problem: problem.to_owned(),
+            mode: 0o644,
+            uid: 0,
+            owner: "root".to_owned(),
+            gid: 0,
+            group: "root".to_owned(),
+            label: String::new(),
+            service: String::new(),
+        };
+        let mut time = node("/time", "service", "cloned", "");
+        time.service = "/run/t.sock".to_owned();
+        let table = show_tree(
+            &[
+                time,
+                node("/l", "symlink", "skipped", "a symlink: never cloned"),
+            ],
+            false,
+        );
+        assert_eq!(
+            table,
+            "PATH   KIND     MODE  OWNER  GROUP  LABEL  VERDICT\n\
+             /time  service  0644  root   root   -      ok: service /run/t.sock\n\
+             /l     symlink  0644  root   root   -      skipped: a symlink: never cloned\n"
+        );
+    }
 }

@@ -183,7 +183,7 @@ pub enum Event<'a> {
         endpoint: &'a str,
         /// Its pid (none if it was reaped before it could be read).
         pid: Option<u32>,
-        /// Its SELinux context, once handlers get one.
+        /// The SELinux context it was started in (`None` without SELinux).
         context: Option<&'a str>,
     },
     /// A per-user handler exited.
@@ -196,7 +196,7 @@ pub enum Event<'a> {
         pid: Option<u32>,
         /// How it ended.
         status: &'a str,
-        /// Its SELinux context, once handlers get one.
+        /// The SELinux context it was started in (`None` without SELinux).
         context: Option<&'a str>,
     },
     /// The kernel refused `operation` on `endpoint` for `user`.

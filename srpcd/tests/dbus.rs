@@ -14,7 +14,8 @@ mod pam_fixture;
 #[path = "support/daemon.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -102,13 +103,26 @@ impl Drop for Group {
 
 /// srpcd on `address` with `/echo`, admin group `group`.
 fn start(fx: &mut Fixture, address: &str, group: &str) -> Daemon {
+    start_with(fx, address, group, 300, |_| {})
+}
+
+/// srpcd on `address` with `/echo` and what `more` adds to the tree, admin
+/// group `group`, workers and handlers idle after `idle_secs`.
+fn start_with(
+    fx: &mut Fixture,
+    address: &str,
+    group: &str,
+    idle_secs: u32,
+    more: impl FnOnce(&Path),
+) -> Daemon {
     let opts = Options {
         service: fx.unix_service(),
-        idle_secs: 300,
+        idle_secs,
         extra: format!("[admin]\ngroup = \"{group}\"\n"),
     };
     let p = support::prepare(fx, &opts, |tree| {
         install_example("echo", &tree.join("echo"), 0o755);
+        more(tree);
     });
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_srpcd"));
     cmd.arg("--config")
@@ -514,4 +528,313 @@ async fn a_second_srpcd_cannot_take_the_bus_name() {
     // The first one still serves.
     assert_eq!(srpcctl(&bus.address, None, &["status"]).code, 0);
     drop(first);
+}
+
+/// The canonical tree of the check-tree tests: good nodes of each kind and
+/// one of each problem the clone skips.
+fn tree_with_problems(tree: &Path, owner: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(m)).unwrap();
+    let sub = tree.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    mode(&sub, 0o750);
+    std::os::unix::fs::chown(&sub, Some(uid_of(owner)), Some(support::gid_of(owner))).unwrap();
+    install_example("echo", &sub.join("inner"), 0o750);
+    std::fs::write(
+        tree.join("time"),
+        "service = \"/run/srpcd-test-time.sock\"\n",
+    )
+    .unwrap();
+    mode(&tree.join("time"), 0o644);
+    // Problems: a symlink, a hard link (its other name is outside the tree),
+    // a descriptor naming a relative path, a fifo.
+    std::os::unix::fs::symlink(tree.join("echo"), tree.join("link")).unwrap();
+    let outside = tree.parent().unwrap().join("outside");
+    std::fs::write(&outside, "service = \"/run/x.sock\"\n").unwrap();
+    std::fs::hard_link(&outside, tree.join("twin")).unwrap();
+    std::fs::write(tree.join("bad"), "service = \"time.sock\"\n").unwrap();
+    mode(&tree.join("bad"), 0o644);
+    nix::unistd::mkfifo(
+        &tree.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+}
+
+/// The paths below `dir` (as `/a/b`), recursively, symlinks not followed.
+fn paths_below(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = format!("{rel}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            paths_below(&entry.path(), &path, out);
+        }
+        out.insert(path);
+    }
+}
+
+/// check-tree's verdicts on [`tree_with_problems`], node by node.
+fn each_node_has_its_verdict(nodes: &Value, bob: &str) {
+    let node = |path: &str| {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["path"] == path)
+            .unwrap_or_else(|| panic!("no {path} in {nodes}"))
+            .clone()
+    };
+    let expect = |path: &str, kind: &str, verdict: &str, problem: &str| {
+        let n = node(path);
+        assert_eq!(n["kind"], kind, "{n}");
+        assert_eq!(n["verdict"], verdict, "{n}");
+        let text = n["problem"].as_str().unwrap();
+        assert!(
+            text.starts_with(problem),
+            "{path}: {text:?} is not {problem:?}…"
+        );
+        n
+    };
+    let root = expect("/", "directory", "cloned", "");
+    assert_eq!(
+        (root["mode"].as_u64(), root["owner"].as_str()),
+        (Some(0o755), Some("root"))
+    );
+    let echo = expect("/echo", "handler", "cloned", "");
+    assert_eq!(
+        (echo["mode"].as_u64(), echo["uid"].as_u64()),
+        (Some(0o755), Some(0))
+    );
+    let sub = expect("/sub", "directory", "cloned", "");
+    assert_eq!(sub["mode"], 0o750);
+    assert_eq!(sub["owner"], bob);
+    assert_eq!(sub["uid"], uid_of(bob));
+    expect("/sub/inner", "handler", "cloned", "");
+    let time = expect("/time", "service", "cloned", "");
+    assert_eq!(time["service"], "/run/srpcd-test-time.sock");
+    expect("/link", "symlink", "skipped", "a symlink: never cloned");
+    expect(
+        "/twin",
+        "file",
+        "skipped",
+        "it has 2 hard links (an endpoint must be a file of its own)",
+    );
+    expect(
+        "/bad",
+        "file",
+        "skipped",
+        "not a service descriptor: `service` must be an absolute path, not \"time.sock\"",
+    );
+    expect("/fifo", "fifo", "skipped", "a fifo: only directories");
+}
+
+/// `check-tree PATH` lists that directory and below; a path that is not a
+/// directory of the tree is refused.
+fn subtrees_are_checked_alone(address: &str) {
+    // A subtree: its nodes only, shown from the tree's root; no problem
+    // there, so exit 0. A path that is no directory of the tree is refused.
+    let sub = json(&srpcctl(address, None, &["check-tree", "/sub", "--json"]));
+    let paths: Vec<&str> = sub
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/sub", "/sub/inner"], "{sub}");
+    for (path, why) in [
+        ("/link", "/link: not a directory of the tree"),
+        ("/nope", "/nope: not a directory of the tree"),
+        ("sub", "\"sub\": "),
+    ] {
+        let bad = srpcctl(address, None, &["check-tree", path]);
+        assert_eq!(bad.code, 1, "{path}: {}{}", bad.out, bad.err);
+        assert!(
+            bad.err.starts_with(&format!("srpcctl: {why}")),
+            "{}",
+            bad.err
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tree_reports_each_problem_and_the_clone_skips_exactly_those() {
+    let mut fx = Fixture::new();
+    let bob = fx.user(PASSWORD);
+    let admins = Group::new("c");
+    let bus = bus::start("tree", &admins.0);
+    let owner = bob.clone();
+    let daemon = start_with(&mut fx, &bus.address, &admins.0, 300, |tree| {
+        tree_with_problems(tree, &owner);
+    });
+
+    let ran = srpcctl(&bus.address, None, &["check-tree", "--json"]);
+    assert_eq!(ran.code, 5, "problems give exit 5: {}{}", ran.out, ran.err);
+    assert_eq!(
+        ran.err,
+        "srpcctl: the tree has 4 problem(s): the clone skips or refuses those nodes\n"
+    );
+    let nodes: Value = serde_json::from_str(&ran.out).unwrap();
+    each_node_has_its_verdict(&nodes, &bob);
+
+    let table = srpcctl(&bus.address, None, &["check-tree"]);
+    assert_eq!(table.code, 5, "{}", table.err);
+    assert!(table.out.starts_with("PATH"), "{}", table.out);
+    assert!(
+        table
+            .out
+            .lines()
+            .any(|l| l.starts_with("/link ") && l.contains("skipped: a symlink")),
+        "{}",
+        table.out
+    );
+
+    subtrees_are_checked_alone(&bus.address);
+
+    // The clone's verdicts are check-tree's: after an attach at the root the
+    // clone holds exactly the nodes reported cloned.
+    let client = daemon.dial().await;
+    let session = client
+        .auth(&bob, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    session.walk("echo").await.unwrap();
+    let cloned: BTreeSet<String> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["verdict"] == "cloned" && n["path"] != "/")
+        .map(|n| n["path"].as_str().unwrap().to_owned())
+        .collect();
+    let mut in_clone = BTreeSet::new();
+    let clone_root = daemon.dir.join("run/users").join(&bob).join("tree");
+    paths_below(&clone_root, "", &mut in_clone);
+    assert_eq!(in_clone, cloned);
+    drop(session);
+
+    // It names paths and owners: admin only.
+    let denied = srpcctl(&bus.address, Some(&bob), &["check-tree"]);
+    assert_eq!(denied.code, 4, "{}{}", denied.out, denied.err);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tree_of_a_clean_tree_exits_zero() {
+    let mut fx = Fixture::new();
+    let admins = Group::new("z");
+    let bus = bus::start("clean", &admins.0);
+    let _daemon = start(&mut fx, &bus.address, &admins.0);
+    let ran = srpcctl(&bus.address, None, &["check-tree"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.out, ran.err);
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", ran.out);
+    let cells: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["/echo", "handler", "0755", "root", "root", "-", "ok"],
+        "{}",
+        ran.out
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_show_the_running_handler_until_it_exits() {
+    let mut fx = Fixture::new();
+    let bob = fx.user(PASSWORD);
+    let admins = Group::new("h");
+    let bus = bus::start("handlers", &admins.0);
+    // Handlers exit after 2 s without calls; the worker stays (it has a
+    // session).
+    let daemon = start_with(&mut fx, &bus.address, &admins.0, 2, |_| {});
+    let client = daemon.dial().await;
+    let session = client
+        .auth(&bob, "/", &mut PasswordConversation::new(PASSWORD))
+        .await
+        .unwrap();
+    let echo = session.walk("echo").await.unwrap();
+    assert_eq!(echo.append(b"hi".to_vec()).await.unwrap().as_ref(), b"hi");
+
+    let workers = json(&srpcctl(&bus.address, None, &["workers", "--json"]));
+    let [h] = workers[0]["handlers"].as_array().unwrap().as_slice() else {
+        panic!("one handler: {workers}");
+    };
+    assert_eq!(h["user"], bob.as_str());
+    assert_eq!(h["endpoint"], "/echo");
+    assert_eq!(h["starts"], 1);
+    let pid = u32::try_from(h["pid"].as_u64().unwrap()).unwrap();
+    // The pid is the real handler's: it runs the tree's echo as bob.
+    let uid = support::status_field(pid, "Uid:").expect("the handler runs");
+    assert_eq!(
+        uid.split_whitespace().next(),
+        Some(uid_of(&bob).to_string().as_str()),
+        "{uid}"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        daemon.dir.join("tree/echo")
+    );
+    let table = srpcctl(&bus.address, None, &["workers"]).out;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("  /echo"))
+        .unwrap_or_else(|| panic!("no handler row: {table}"));
+    assert!(row.contains(&format!(" {pid} ")), "{table}");
+    assert!(row.contains("handler"), "{table}");
+
+    // Idle, it exits; then it is no longer listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "handler {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let workers = json(&srpcctl(&bus.address, None, &["workers", "--json"]));
+        if workers[0]["handlers"] == Value::Array(Vec::new()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still listed: {workers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new call starts a new one, counted.
+    assert_eq!(
+        echo.append(b"again".to_vec()).await.unwrap().as_ref(),
+        b"again"
+    );
+    let workers = json(&srpcctl(&bus.address, None, &["workers", "--json"]));
+    assert_eq!(workers[0]["handlers"][0]["starts"], 2, "{workers}");
+    let second = workers[0]["handlers"][0]["pid"].as_u64().unwrap();
+    // Stopping the worker takes the handler with it: killed, and audited so.
+    assert_eq!(srpcctl(&bus.address, None, &["stop-worker", &bob]).code, 0);
+    let exits = |pid: u64| {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("srpc_event=\"handler_exited\"")
+                    && l.contains(&format!("srpc_pid={pid} "))
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exits(second).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no exit of {second}: {}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let [first_exit] = <[String; 1]>::try_from(exits(u64::from(pid)))
+        .unwrap_or_else(|e| panic!("one exit of {pid}: {e:?}"));
+    assert!(
+        first_exit.contains("srpc_exit_status=\"exit status: 0\""),
+        "{first_exit}"
+    );
+    let [killed] = <[String; 1]>::try_from(exits(second))
+        .unwrap_or_else(|e| panic!("one exit of {second}: {e:?}"));
+    assert!(
+        killed.contains("srpc_exit_status=\"killed (SIGKILL) with its endpoint"),
+        "{killed}"
+    );
+    drop(session);
 }

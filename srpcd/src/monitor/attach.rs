@@ -51,6 +51,8 @@ pub enum Event {
         /// Whose.
         user: String,
     },
+    /// A per-user handler started or exited ([`super::handlers`]).
+    Handler(super::handlers::Report),
 }
 
 /// A worker that started.

@@ -17,9 +17,10 @@
 //! - the canonical tree is read the same way, and a descriptor file through
 //!   an `O_NOFOLLOW` fd with a size cap.
 //!
-//! Symlinks, hard-linked files and anything but directories, executables and
-//! descriptors in the canonical tree are not cloned: a clone holds only
-//! directories and sockets made here.
+//! What a canonical node is cloned as is [`super::classify`]'s decision (the
+//! same `srpcctl check-tree` reports): symlinks, hard-linked files and
+//! anything but directories, executables and descriptors are not cloned, so
+//! a clone holds only directories and sockets made here.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -31,24 +32,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::FileType;
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use super::attrs::{self, Canonical, NodeKind};
+use super::classify::{self, Classified, Effect, Kind};
 use super::fsat;
 use super::labeling::{NodeTypes, UserLabels, UserSecurity};
 use crate::users::Account;
-
-/// Largest service descriptor read (it holds one short line).
-const MAX_DESCRIPTOR: usize = 4096;
-
-/// What a non-executable endpoint file holds: where its service listens.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Descriptor {
-    /// The service's fd-passing socket.
-    service: PathBuf,
-}
 
 /// What an endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +126,8 @@ pub struct Cloner {
     serial: AtomicU64,
     /// Opens the file-context rules for a labelled sync (with SELinux).
     file_types: Option<OpenTypes>,
+    /// Where handlers report their starts and ends (the monitor's loop).
+    reports: super::handlers::Reports,
 }
 
 /// Opens the node types for one sync.
@@ -182,6 +174,7 @@ impl Cloner {
         runtime: &Path,
         handler_idle_secs: u32,
         file_types: Option<OpenTypes>,
+        reports: super::handlers::Reports,
     ) -> io::Result<Cloner> {
         let run = fsat::open_root(runtime)?;
         let root_only = |mode: u32| attrs::CloneAttrs {
@@ -207,6 +200,7 @@ impl Cloner {
             handler_idle_secs,
             serial: AtomicU64::new(0),
             file_types,
+            reports,
         })
     }
 
@@ -339,12 +333,24 @@ impl Sync<'_> {
         name: &OsStr,
         rel: &Path,
     ) -> Result<OwnedFd, String> {
+        let (_, canonical, label) = classify::directory(canon, &|mode| self.label(rel, mode))
+            .map_err(|e| format!("/{}: {e}", rel.display()))?;
+        self.make_dir_as(parent, name, rel, &canonical, label.as_deref())
+    }
+
+    /// [`Sync::make_dir`] with the canonical directory's attributes and the
+    /// clone label already read (by [`classify::classify`]).
+    fn make_dir_as(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        canonical: &Canonical,
+        label: Option<&str>,
+    ) -> Result<OwnedFd, String> {
         let at = |e: &dyn std::fmt::Display| format!("/{}: {e}", rel.display());
-        let (st, canonical) = canonical_of(canon).map_err(|e| at(&e))?;
-        let label = self.label(rel, st.st_mode).map_err(|e| at(&e))?;
-        let target =
-            fsat::ensure_dir_labelled(parent, name, label.as_deref()).map_err(|e| at(&e))?;
-        let attrs = attrs::translate(&canonical, NodeKind::Dir, self.run_as.account.uid)
+        let target = fsat::ensure_dir_labelled(parent, name, label).map_err(|e| at(&e))?;
+        let attrs = attrs::translate(canonical, NodeKind::Dir, self.run_as.account.uid)
             .map_err(|e| at(&e))?;
         fsat::apply(target.as_fd(), &attrs).map_err(|e| at(&e))?;
         Ok(target)
@@ -361,7 +367,10 @@ impl Sync<'_> {
         } else {
             self.cloner.tree_root.join(rel)
         };
-        labels.node(types, &canonical, mode).map(Some)
+        labels
+            .node(types, &canonical, mode)
+            .and_then(classify::known_label)
+            .map(Some)
     }
 
     fn dir(
@@ -373,39 +382,45 @@ impl Sync<'_> {
     ) -> Result<(), String> {
         let at = |e: io::Error| format!("{}: {e}", rel.display());
         let mut keep: Vec<OsString> = Vec::new();
-        for entry in fsat::names(canon).map_err(at)? {
+        for entry in classify::entries(canon).map_err(|e| format!("/{}: {e}", rel.display()))? {
             let name = fsat::os(&entry);
             let child = rel.join(name);
-            let Ok(st) = fsat::stat_at(canon, name) else {
-                continue;
+            let path = self.cloner.tree_root.join(&child);
+            let Classified { verdict, .. } =
+                classify::classify(canon, name, &path, depth + 1, &|mode| {
+                    self.label(&child, mode)
+                });
+            let node = match verdict {
+                Ok(node) => node,
+                Err(p) if p.effect == Effect::Refuse => {
+                    return Err(format!("{}: {p}", path.display()))
+                }
+                Err(p) => {
+                    tracing::warn!("{}: not cloned: {p}", path.display());
+                    continue;
+                }
             };
-            match fsat::kind(&st) {
-                FileType::Directory => {
-                    if depth + 1 > fsat::MAX_DEPTH {
-                        tracing::warn!(
-                            "{}: not cloned: nested deeper than {} directories",
-                            child.display(),
-                            fsat::MAX_DEPTH
-                        );
-                        continue;
-                    }
-                    let Ok(sub) = fsat::open_dir(canon, name) else {
-                        continue;
-                    };
-                    let sub_target = self.make_dir(sub.as_fd(), target, name, &child)?;
-                    self.dir(sub.as_fd(), sub_target.as_fd(), &child, depth + 1)?;
+            let kind = match node.kind {
+                Kind::Dir => {
+                    let sub_target =
+                        self.make_dir_as(target, name, &child, &node.attrs, node.label.as_deref())?;
+                    self.dir(node.fd.as_fd(), sub_target.as_fd(), &child, depth + 1)?;
                     keep.push(name.to_owned());
+                    continue;
                 }
-                FileType::RegularFile => {
-                    let Some((kind, fingerprint)) = self.endpoint_kind(canon, name, &child) else {
-                        continue;
-                    };
-                    self.endpoint(target, name, &child, kind, fingerprint)?;
-                    keep.push(name.to_owned());
-                }
-                // Symlinks, sockets, devices: never cloned.
-                _ => {}
-            }
+                Kind::Handler(exe) => EndpointKind::Handler(exe),
+                Kind::Service(socket) => EndpointKind::Service(socket),
+            };
+            let st = node.st;
+            let fingerprint = Fingerprint {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+                attrs: node.attrs,
+                label: node.label,
+            };
+            self.endpoint(target, name, &child, kind, fingerprint)?;
+            keep.push(name.to_owned());
         }
         // What the canonical tree no longer has goes from the clone too.
         for entry in fsat::names(target).map_err(at)? {
@@ -418,84 +433,6 @@ impl Sync<'_> {
             fsat::remove(target, name, depth).map_err(at)?;
         }
         Ok(())
-    }
-
-    /// Whether a canonical file is an endpoint, which kind, and its
-    /// fingerprint, all read from one `O_PATH` fd of it.
-    fn endpoint_kind(
-        &self,
-        canon: BorrowedFd<'_>,
-        name: &OsStr,
-        rel: &Path,
-    ) -> Option<(EndpointKind, Fingerprint)> {
-        let path = self.cloner.tree_root.join(rel);
-        let node = fsat::open_node(canon, name).ok()?;
-        let (st, fingerprint) = match canonical_of(node.as_fd()) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!("{}: not cloned: {e}", path.display());
-                return None;
-            }
-        };
-        if fsat::kind(&st) != FileType::RegularFile {
-            return None;
-        }
-        if st.st_nlink > 1 {
-            tracing::warn!(
-                "{}: not cloned: it has {} hard links (an endpoint must be a file of its own)",
-                path.display(),
-                st.st_nlink
-            );
-            return None;
-        }
-        let label = match self.label(rel, st.st_mode) {
-            Ok(label) => label,
-            Err(e) => {
-                tracing::warn!("{}: not cloned: no label: {e}", path.display());
-                return None;
-            }
-        };
-        let fingerprint = Fingerprint {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
-            attrs: fingerprint,
-            label,
-        };
-        if st.st_mode & 0o111 != 0 {
-            return Some((EndpointKind::Handler(path), fingerprint));
-        }
-        let text = match fsat::read_small(canon, name, MAX_DESCRIPTOR) {
-            Ok(bytes) => String::from_utf8(bytes).ok(),
-            Err(e) => {
-                tracing::warn!("{}: not cloned: {e}", path.display());
-                return None;
-            }
-        };
-        let Some(text) = text else {
-            tracing::warn!("{}: not cloned: not UTF-8", path.display());
-            return None;
-        };
-        match toml::from_str::<Descriptor>(&text) {
-            Ok(d) if d.service.is_absolute() => {
-                Some((EndpointKind::Service(d.service), fingerprint))
-            }
-            Ok(_) => {
-                tracing::warn!(
-                    "{}: not cloned: `service` must be an absolute path",
-                    path.display()
-                );
-                None
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "{}: not cloned: not a service descriptor: {}",
-                    path.display(),
-                    e.message()
-                );
-                None
-            }
-        }
     }
 
     fn endpoint(
@@ -555,6 +492,7 @@ impl Sync<'_> {
                 endpoint,
                 self.run_as.clone(),
                 self.cloner.handler_idle_secs,
+                self.cloner.reports.clone(),
             )),
             EndpointKind::Service(service) => tokio::spawn(super::handlers::serve_service(
                 listener,
@@ -573,17 +511,4 @@ impl Sync<'_> {
         );
         Ok(())
     }
-}
-
-/// A canonical node's `fstat` and access attributes, read from its own fd.
-fn canonical_of(fd: BorrowedFd<'_>) -> io::Result<(rustix::fs::Stat, Canonical)> {
-    let st = fsat::stat(fd)?;
-    let acl = fsat::acl_of(fd)?;
-    let attrs = Canonical {
-        uid: st.st_uid,
-        gid: st.st_gid,
-        mode: st.st_mode & 0o7777,
-        acl,
-    };
-    Ok((st, attrs))
 }

@@ -1,6 +1,14 @@
 //! Serving a clone's endpoint sockets: a per-user handler is started as the
 //! user on the first waiting connection (socket activation) and accepts from
 //! then on; a service is handed each connection (SCM_RIGHTS).
+//!
+//! Each handler's start and end is audited (with its SELinux context and
+//! exit status) and reported to the monitor's loop ([`Report`]), which keeps
+//! the table `srpcctl workers` shows. Both ends are one guard's ([`Running`]):
+//! its drop audits and reports the end, so a handler whose endpoint task is
+//! aborted (its endpoint changed or its clone went, which kills it) is
+//! audited and leaves the table too. The monitor never sees the connections a handler accepts, so
+//! the table has no call count of its own; the worker's is the user's total.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -10,9 +18,119 @@ use std::time::{Duration, Instant};
 use srpc_os::ListenFdCommand;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::mpsc;
 
 use super::clone::RunAs;
 use super::start_limit::{StartLimit, Verdict, START_BUDGET, START_WINDOW};
+
+/// A handler's start or end, for the monitor's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A handler started.
+    Started(super::admin::types::Handler),
+    /// The handler of `endpoint` for `user` with `pid` exited (or was killed
+    /// with its endpoint).
+    Exited {
+        /// Its user.
+        user: String,
+        /// Its endpoint.
+        endpoint: String,
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+/// Where reports go: the monitor's loop.
+pub type Reports = mpsc::UnboundedSender<super::attach::Event>;
+
+/// One running handler: made at its start (audited, reported), and its end
+/// audited and reported when dropped — at its exit, with the status
+/// [`Running::exited`] recorded, or when the endpoint task is aborted (the
+/// endpoint changed or the clone went), which kills the handler (the child is
+/// `kill_on_drop`) before its status could be read.
+struct Running {
+    reports: Reports,
+    user: String,
+    endpoint: String,
+    pid: Option<u32>,
+    context: Option<String>,
+    status: Option<String>,
+}
+
+/// The exit status an aborted endpoint task's handler is audited with.
+const KILLED_WITH_ENDPOINT: &str = "killed (SIGKILL) with its endpoint: the user's last \
+    session ended, the worker stopped or the canonical node changed";
+
+impl Running {
+    /// Audits and reports the start of handler `pid` (the `starts`-th of this
+    /// endpoint for this user) in `context`.
+    fn started(
+        reports: &Reports,
+        user: &str,
+        endpoint: &str,
+        pid: Option<u32>,
+        starts: u32,
+        context: Option<String>,
+    ) -> Running {
+        crate::audit::Event::HandlerStarted {
+            user,
+            endpoint,
+            pid,
+            context: context.as_deref(),
+        }
+        .emit();
+        if let Some(pid) = pid {
+            let shown = context.clone().unwrap_or_default();
+            let _ = reports.send(super::attach::Event::Handler(Report::Started(
+                super::admin::types::Handler {
+                    user: user.to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    pid,
+                    started_unix: super::admin::unix_secs(std::time::SystemTime::now()),
+                    starts,
+                    // `user:role:type:level`: the level is all after the third `:`.
+                    level: shown.splitn(4, ':').nth(3).unwrap_or_default().to_owned(),
+                    context: shown,
+                },
+            )));
+        }
+        Running {
+            reports: reports.clone(),
+            user: user.to_owned(),
+            endpoint: endpoint.to_owned(),
+            pid,
+            context,
+            status: None,
+        }
+    }
+
+    /// How it ended, for the audit event its drop emits.
+    fn exited(&mut self, status: String) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        crate::audit::Event::HandlerExited {
+            user: &self.user,
+            endpoint: &self.endpoint,
+            pid: self.pid,
+            status: self.status.as_deref().unwrap_or(KILLED_WITH_ENDPOINT),
+            context: self.context.as_deref(),
+        }
+        .emit();
+        if let Some(pid) = self.pid {
+            let _ = self
+                .reports
+                .send(super::attach::Event::Handler(Report::Exited {
+                    user: std::mem::take(&mut self.user),
+                    endpoint: std::mem::take(&mut self.endpoint),
+                    pid,
+                }));
+        }
+    }
+}
 
 /// A per-user handler endpoint: when a connection waits and no handler runs,
 /// start one as the user with the socket as fd 3; it accepts from then on,
@@ -25,9 +143,11 @@ pub async fn serve_handler(
     name: String,
     run_as: RunAs,
     idle_secs: u32,
+    reports: Reports,
 ) {
     let mut listener = listener;
     let mut limit = StartLimit::new(Instant::now());
+    let mut starts: u32 = 0;
     loop {
         // A fresh registration reports a connection already waiting (a
         // handler that died with calls in its backlog), not only new ones.
@@ -67,8 +187,8 @@ pub async fn serve_handler(
             }
         }
         let started = Instant::now();
-        let mut child = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
-            Ok(child) => child,
+        let (mut child, context) = match spawn_handler(&listener, &exe, &name, &run_as, idle_secs) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 let refused = refuse_waiting(&listener).await;
                 let wait = limit.failed(Instant::now(), Duration::ZERO);
@@ -84,31 +204,22 @@ pub async fn serve_handler(
             }
         };
         let pid = child.id();
-        crate::audit::Event::HandlerStarted {
-            user,
-            endpoint: &name,
-            pid,
-            context: None,
-        }
-        .emit();
+        starts = starts.saturating_add(1);
+        let mut running = Running::started(&reports, user, &name, pid, starts, context);
         let status = match child.wait().await {
             Ok(status) => status,
             Err(e) => {
                 tracing::error!(endpoint = name, user, ?pid, "waiting for handler: {e}");
+                running.exited(format!("unknown: waiting for it failed: {e}"));
+                drop(running);
                 // Not known to have served: count it as failed.
                 refuse_waiting(&listener).await;
                 limit.failed(Instant::now(), started.elapsed());
                 continue;
             }
         };
-        crate::audit::Event::HandlerExited {
-            user,
-            endpoint: &name,
-            pid,
-            status: &status.to_string(),
-            context: None,
-        }
-        .emit();
+        running.exited(status.to_string());
+        drop(running);
         if status.success() {
             limit.served();
             continue;
@@ -190,20 +301,27 @@ fn accept_timeout(listener: &UnixListener, timeout: Duration) -> std::io::Result
     .map_err(std::io::Error::from)
 }
 
+/// Starts the handler as the user; returns it and the SELinux context it was
+/// started in (`None` without SELinux), for the audit trail and `srpcctl
+/// workers`.
 fn spawn_handler(
     listener: &UnixListener,
     exe: &Path,
     name: &str,
     run_as: &RunAs,
     idle_secs: u32,
-) -> std::io::Result<tokio::process::Child> {
+) -> std::io::Result<(tokio::process::Child, Option<String>)> {
     let fd: OwnedFd = listener.as_fd().try_clone_to_owned()?;
     let mut cmd = ListenFdCommand::new(exe, fd, name);
     let place = super::cgroup::Place::Handler(run_as.account.uid);
     super::cgroup::place(&mut cmd, place)?;
     cmd.env(srpc::handler::IDLE_TIMEOUT_ENV, idle_secs.to_string());
-    if let Some(security) = &run_as.security {
-        cmd.exec_context(super::security::handler_context(&security.worker, exe)?);
+    let context = match &run_as.security {
+        Some(security) => Some(super::security::handler_context(&security.worker, exe)?),
+        None => None,
+    };
+    if let Some(context) = &context {
+        cmd.exec_context(context.clone());
     }
     let tag = super::launch::Tag {
         role: super::launch::Role::Handler,
@@ -212,7 +330,7 @@ fn spawn_handler(
     };
     let child = super::workers::as_user(cmd, &run_as.account, &run_as.env, tag)?.spawn_tokio()?;
     super::cgroup::started(place, child.id());
-    Ok(child)
+    Ok((child, context))
 }
 
 /// A service endpoint: each connection is handed to the service, which reads

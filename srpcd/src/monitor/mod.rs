@@ -8,6 +8,7 @@ mod attrs;
 mod auth;
 mod cgroup;
 mod child_log;
+mod classify;
 mod clone;
 mod fd_limit;
 mod fsat;
@@ -254,6 +255,8 @@ async fn start_admin(
         started: Instant::now(),
         sessions: Vec::new(),
         workers: Vec::new(),
+        handlers: Vec::new(),
+        tree_root: config.tree.root.clone(),
         pam_service: config.pam.service.clone(),
         admin_group: config.admin.group.clone(),
     }));
@@ -285,6 +288,7 @@ async fn start_admin(
             worker_started: HashMap::new(),
             revoking: Vec::new(),
             session_stats: HashMap::new(),
+            handlers: HashMap::new(),
         },
         requests: request_rx,
         _bus: bus,
@@ -544,6 +548,7 @@ impl Monitor {
             } => self.started(user, id, started, first).await,
             attach::Event::Synced(synced) => self.synced(synced, None).await,
             attach::Event::Resynced { user } => self.resynced(&user),
+            attach::Event::Handler(report) => self.hub.handler(report),
         }
     }
 
@@ -779,6 +784,7 @@ fn task_ctx(
         runtime,
         u32::try_from(config.workers.idle_timeout.as_secs()).unwrap_or(u32::MAX),
         security.as_ref().map(|s| s.open_types()),
+        events.clone(),
     )
     .map_err(StartError::io(format!(
         "preparing {}/users and {}/staging",

@@ -20,7 +20,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
-use super::{explain, types, Command, CommandError, Notice, Request, Snapshot};
+use super::{check_tree, explain, types, Command, CommandError, Notice, Request, Snapshot};
 use crate::audit;
 use crate::lockout::Lockout;
 use crate::logging::LevelHandle;
@@ -172,6 +172,46 @@ impl Admin {
     ) -> Result<Vec<types::Worker>, AdminError> {
         self.require_admin(conn, &header, "ListWorkers", "").await?;
         Ok(self.latest().workers.clone())
+    }
+
+    /// The per-user handlers the monitor started that run now.
+    async fn list_handlers(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<types::Handler>, AdminError> {
+        self.require_admin(conn, &header, "ListHandlers", "")
+            .await?;
+        Ok(self.latest().handlers.clone())
+    }
+
+    /// Every node of the canonical tree from the directory `path` (`/` for
+    /// all of it) down, as the clone sees it, and the problems it would skip
+    /// or refuse. Admin only: it names paths, owners and groups. Read on a
+    /// blocking thread, never on the monitor's loop.
+    async fn check_tree(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        path: String,
+    ) -> Result<Vec<types::TreeNode>, AdminError> {
+        self.require_admin(conn, &header, "CheckTree", &path)
+            .await?;
+        let root = self.latest().tree_root.clone();
+        let open = self.security.as_ref().map(|s| s.open_types());
+        let checked = tokio::task::spawn_blocking(move || {
+            let types = open
+                .map(|open| open())
+                .transpose()
+                .map_err(check_tree::CheckError::Failed)?;
+            check_tree::check_tree(&root, &path, types.as_deref())
+        })
+        .await
+        .map_err(|e| AdminError::Failed(e.to_string()))?;
+        checked.map_err(|e| match e {
+            check_tree::CheckError::InvalidArgs(m) => AdminError::InvalidArgs(m),
+            check_tree::CheckError::Failed(m) => AdminError::Failed(m),
+        })
     }
 
     /// Ends session `id`: the front drops its fids at once and the session

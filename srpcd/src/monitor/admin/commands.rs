@@ -97,11 +97,15 @@ impl Monitor {
             self.notify.status(&line);
             self.notified = line;
         }
+        let mut handlers: Vec<types::Handler> = self.hub.handlers.values().cloned().collect();
+        handlers.sort_by(|a, b| (&a.user, &a.endpoint).cmp(&(&b.user, &b.endpoint)));
         self.hub.snapshot.send_replace(Arc::new(Snapshot {
             status,
             started: self.started,
             sessions,
             workers,
+            handlers,
+            tree_root: self.config.tree.root.clone(),
             pam_service: self.config.pam.service.clone(),
             admin_group: self.config.admin.group.clone(),
         }));

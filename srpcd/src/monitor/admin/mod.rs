@@ -3,8 +3,9 @@
 //!
 //! Invariants:
 //! - Reads never wait for the loop: after every event the loop publishes a
-//!   [`Snapshot`] (a `tokio::sync::watch`), and `Status`, `ListSessions` and
-//!   `ListWorkers` answer from the latest one.
+//!   [`Snapshot`] (a `tokio::sync::watch`), and `Status`, `ListSessions`,
+//!   `ListWorkers` and `ListHandlers` answer from the latest one; `CheckTree`
+//!   reads the canonical tree on a blocking thread of the bus side.
 //! - Every change is a [`Request`] the loop takes like any other event, so
 //!   the loop alone still owns the state; the bus side waits on a oneshot.
 //! - The bus side has checked the caller (uid from the bus daemon, root or a
@@ -12,6 +13,7 @@
 //!   what the audit trail records.
 
 pub mod bus;
+mod check_tree;
 mod commands;
 pub mod explain;
 pub use srpc_admin as types;
@@ -32,6 +34,10 @@ pub struct Snapshot {
     pub sessions: Vec<types::Session>,
     /// Workers, by user.
     pub workers: Vec<types::Worker>,
+    /// Per-user handlers running, by user and endpoint.
+    pub handlers: Vec<types::Handler>,
+    /// The canonical tree (fixed until restart).
+    pub tree_root: std::path::PathBuf,
     /// `pam.service` now.
     pub pam_service: String,
     /// `admin.group` now.
@@ -123,6 +129,32 @@ pub struct Hub {
     pub revoking: Vec<Revoking>,
     /// Fids and calls per session, as the front last reported them.
     pub session_stats: std::collections::HashMap<u64, crate::ipc::SessionStat>,
+    /// Per-user handlers running, by user and endpoint.
+    pub handlers: std::collections::HashMap<(String, String), types::Handler>,
+}
+
+impl Hub {
+    /// A handler started or exited: the table follows. An exit names its
+    /// pid, so a late report of an old handler cannot remove its successor.
+    pub fn handler(&mut self, report: crate::monitor::handlers::Report) {
+        use crate::monitor::handlers::Report;
+        match report {
+            Report::Started(h) => {
+                self.handlers
+                    .insert((h.user.clone(), h.endpoint.clone()), h);
+            }
+            Report::Exited {
+                user,
+                endpoint,
+                pid,
+            } => {
+                let key = (user, endpoint);
+                if self.handlers.get(&key).is_some_and(|h| h.pid == pid) {
+                    self.handlers.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// A command whose answer waits for the front's `Revoked` of each session.
