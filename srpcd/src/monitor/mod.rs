@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use srpc_os::{Credentials, ListenFdCommand};
 use srpc_proto::{AuthAnswers, AuthStep, ErrorCode};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_seqpacket::UnixSeqpacket;
 
@@ -110,6 +110,10 @@ pub async fn run(
     config: Config,
     levels: crate::logging::LevelHandle,
 ) -> Result<(), StartError> {
+    // First: a SIGTERM that arrives while srpcd starts (a `systemctl stop`
+    // right after the start) is then a clean stop at the loop's first turn,
+    // not death by the default action.
+    let mut signals = Signals::new()?;
     let selinux = startup::check_selinux(&config)?;
     let security = security::Security::init(&config, selinux)?;
     pam::check_service_file(&config.pam.service).map_err(|e| StartError::Check(e.to_string()))?;
@@ -176,7 +180,14 @@ pub async fn run(
         workers: Workers::default(),
         front_nofile,
     };
-    let failure = event_loop(&mut m, &mut front, &mut event_rx, &mut request_rx).await?;
+    let failure = event_loop(
+        &mut m,
+        &mut front,
+        &mut signals,
+        &mut event_rx,
+        &mut request_rx,
+    )
+    .await?;
     m.shutdown(&mut front).await;
     // Whatever the children left behind, the front user's included.
     cgroup::stop(&front_account).await;
@@ -187,19 +198,42 @@ pub async fn run(
     }
 }
 
+/// The signals the monitor's loop answers, caught from the start of `run`.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    chld: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, StartError> {
+        let catch = |kind| signal(kind).map_err(StartError::io("signals"));
+        Ok(Signals {
+            term: catch(SignalKind::terminate())?,
+            int: catch(SignalKind::interrupt())?,
+            hup: catch(SignalKind::hangup())?,
+            chld: catch(SignalKind::child())?,
+        })
+    }
+}
+
 /// The monitor's loop: one event at a time until SIGTERM/SIGINT (`None`) or
 /// the front's end (`Some(why)`); the snapshot is published after each.
 async fn event_loop(
     m: &mut Monitor,
     front: &mut Child,
+    signals: &mut Signals,
     event_rx: &mut mpsc::UnboundedReceiver<attach::Event>,
     request_rx: &mut mpsc::UnboundedReceiver<admin::Request>,
 ) -> Result<Option<&'static str>, StartError> {
     let chan = Arc::clone(&m.chan);
-    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::io("signals"))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::io("signals"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(StartError::io("signals"))?;
-    let mut sigchld = signal(SignalKind::child()).map_err(StartError::io("signals"))?;
+    let Signals {
+        term: sigterm,
+        int: sigint,
+        hup: sighup,
+        chld: sigchld,
+    } = signals;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     m.notify.ready(&format!("serving on {}", m.config.listen));
     // Why srpcd stops, when it is a failure (not SIGTERM/SIGINT).
