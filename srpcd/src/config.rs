@@ -196,6 +196,11 @@ pub struct Workers {
     /// Contain the processes srpcd starts in a cgroup v2 subtree where one
     /// can be made ("auto"), or use the process-group fallback ("off").
     pub cgroups: CgroupMode,
+    /// Threads of the TLS front's runtime (read at start): 1 runs it on one
+    /// thread with no cross-thread wake-up per request (docs/architecture.md,
+    /// "Cost per call").
+    #[serde(deserialize_with = "front_threads")]
+    pub front_threads: u32,
 }
 
 /// `[selinux]` (used when the kernel runs SELinux).
@@ -322,6 +327,7 @@ impl Default for Workers {
             libexec_dir: None,
             call_timeout: Duration::from_secs(60),
             cgroups: CgroupMode::Auto,
+            front_threads: 1,
         }
     }
 }
@@ -432,6 +438,13 @@ fn range_u32<'de, D: Deserializer<'de>>(d: D, min: u32, max: u32) -> Result<u32,
         ))),
     }
 }
+
+fn front_threads<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    range_u32(d, 1, MAX_FRONT_THREADS)
+}
+
+/// The most threads `workers.front_threads` may ask for.
+pub const MAX_FRONT_THREADS: u32 = 64;
 
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     range_u32(d, 1, u32::MAX)
@@ -564,6 +577,19 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(Config::default().workers.cgroups, CgroupMode::Auto);
+        assert_eq!(Config::default().workers.front_threads, 1);
+        assert_eq!(
+            parse("[workers]\nfront_threads = 4\n")
+                .unwrap()
+                .workers
+                .front_threads,
+            4
+        );
+        let e = parse("[workers]\nfront_threads = 0\n").unwrap_err();
+        assert!(
+            e.contains("workers.front_threads: 0 is out of range (expected 1 to 64)"),
+            "{e}"
+        );
         let c = parse("[workers]\ncgroups = \"off\"\n").unwrap();
         assert_eq!(c.workers.cgroups, CgroupMode::Off);
         let e = parse("[workers]\ncgroups = \"yes\"\n").unwrap_err();

@@ -307,3 +307,34 @@ async fn a_client_that_does_not_read_replies_stops_being_read() {
     assert_eq!(seen, (100..100 + CALLS).collect());
     writer.await.unwrap();
 }
+
+fn threads_of(pid: u32) -> u32 {
+    support::status_field(pid, "Threads:")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Threads for {pid}"))
+}
+
+/// `workers.front_threads`: the front runs on one thread by default (no
+/// cross-thread wake-up per request), on a runtime of that many worker
+/// threads when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_runs_the_threads_configured() {
+    let mut fx = Fixture::new();
+    let alice = fx.user(PASSWORD);
+    for (extra, expect) in [("", 1..=1), ("front_threads = 3\n", 4..=5)] {
+        let opts = Options {
+            service: fx.unix_service(),
+            idle_secs: 300,
+            extra: extra.into(),
+        };
+        let daemon = support::start(&mut fx, &opts, |_| {});
+        // A login and a call on it: the runtime is serving, not just built.
+        let mut conn = raw::Conn::connect(&daemon.addr).await;
+        conn.login(&alice, PASSWORD).await;
+        let threads = threads_of(front_pid(&daemon));
+        assert!(
+            expect.contains(&threads),
+            "{extra:?}: the front has {threads} threads, expected {expect:?}"
+        );
+    }
+}

@@ -14,10 +14,7 @@ fn main() -> ExitCode {
     if std::env::args_os().len() > 1 {
         return usage();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match srpcd::front::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("srpc-front: {e}");

@@ -152,6 +152,7 @@ pub async fn run(
         OwnedFd::from(theirs),
         &front_account,
         front_nofile,
+        config.workers.front_threads,
     )?;
     let chan = Arc::new(Channel::new(ours));
     chan.send(&ToFront::Listener, &[], Some(tcp.as_fd()))
@@ -351,6 +352,7 @@ fn spawn_front(
     channel: OwnedFd,
     account: &Account,
     nofile: srpc_os::Rlimit,
+    threads: u32,
 ) -> Result<Child, StartError> {
     let mut cmd = ListenFdCommand::new(program, channel, FRONT_CHANNEL_NAME);
     // What its connections need (fd_limit), set by the launcher as root.
@@ -367,6 +369,8 @@ fn spawn_front(
             cmd.env(key, v);
         }
     }
+    // Its runtime is built before it hears from the monitor.
+    cmd.env(crate::front::THREADS_ENV, threads.to_string());
     let tag = launch::Tag {
         role: launch::Role::Front,
         user: account.name.clone(),
