@@ -68,6 +68,22 @@ pub fn rss_kib(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("/proc/{pid}/status: no VmRSS"))
 }
 
+/// Memory only this process holds, in KiB: `Private_Clean` + `Private_Dirty`
+/// of `/proc/PID/smaps_rollup` (RSS also counts the binary's and libc's pages,
+/// which every worker shares).
+pub fn private_kib(pid: u32) -> Result<u64, String> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map_err(|e| format!("/proc/{pid}/smaps_rollup: {e}"))?;
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("/proc/{pid}/smaps_rollup: no {name}"))
+    };
+    Ok(field("Private_Clean:")? + field("Private_Dirty:")?)
+}
+
 /// The processes of `uid` whose command name is `comm`.
 pub fn pids_of(uid: u32, comm: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -217,12 +217,16 @@ async fn with_srpcd(args: &Args, srpcd: &launch::Srpcd) -> Result<Report, String
     tokio::time::sleep(Duration::from_millis(300)).await;
     for user in &args.new_users {
         let (u, _) = ids_of(user)?;
+        let worker = figures::one_pid(u, "srpc-worker").await?;
+        let handler = figures::one_pid(u, "echo").await?;
+        report.worker_rss_kib.push(figures::rss_kib(worker)?);
         report
-            .worker_rss_kib
-            .push(figures::rss_kib(figures::one_pid(u, "srpc-worker").await?)?);
+            .worker_private_kib
+            .push(figures::private_kib(worker)?);
+        report.handler_rss_kib.push(figures::rss_kib(handler)?);
         report
-            .handler_rss_kib
-            .push(figures::rss_kib(figures::one_pid(u, "echo").await?)?);
+            .handler_private_kib
+            .push(figures::private_kib(handler)?);
     }
     drop(held);
 

@@ -87,7 +87,9 @@ pub struct Report {
     samples: HashMap<(System, Point), Vec<Sample>>,
     pub first_calls: Vec<FirstCall>,
     pub worker_rss_kib: Vec<u64>,
+    pub worker_private_kib: Vec<u64>,
     pub handler_rss_kib: Vec<u64>,
+    pub handler_private_kib: Vec<u64>,
     pub front_kib_per_connection: f64,
 }
 
@@ -112,7 +114,9 @@ impl Report {
             samples: HashMap::new(),
             first_calls: Vec::new(),
             worker_rss_kib: Vec::new(),
+            worker_private_kib: Vec::new(),
             handler_rss_kib: Vec::new(),
+            handler_private_kib: Vec::new(),
             front_kib_per_connection: f64::NAN,
         }
     }
@@ -203,16 +207,20 @@ impl Report {
             self.first_calls.len()
         );
         #[allow(clippy::cast_precision_loss)]
-        let (worker, handler) = (
-            median(self.worker_rss_kib.iter().map(|&k| k as f64).collect()),
-            median(self.handler_rss_kib.iter().map(|&k| k as f64).collect()),
+        let of = |v: &[u64]| median(v.iter().map(|&k| k as f64).collect());
+        let (worker, handler) = (of(&self.worker_rss_kib), of(&self.handler_rss_kib));
+        println!(
+            "RSS: idle worker {:.2} MiB ({:.2} MiB its own), idle per-user handler (echo) {:.2} MiB \
+             ({:.2} MiB its own), front {:.1} KiB per idle authenticated connection",
+            kib_to_mib(worker),
+            kib_to_mib(of(&self.worker_private_kib)),
+            kib_to_mib(handler),
+            kib_to_mib(of(&self.handler_private_kib)),
+            self.front_kib_per_connection
         );
         println!(
-            "RSS: idle worker {:.2} MiB, idle per-user handler (echo) {:.2} MiB, front {:.1} KiB per idle \
-             authenticated connection",
-            kib_to_mib(worker),
-            kib_to_mib(handler),
-            self.front_kib_per_connection
+            "  (its own: Private_Clean + Private_Dirty; the rest of RSS is the binary's and libc's \
+             pages, shared by every worker)"
         );
         self.print_goals(first - pam, worker, handler);
     }

@@ -17,13 +17,78 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 
 /// Appends the encoding of `frame` to `out`.
 pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
+    let data = encode_head(frame, out);
+    out.extend_from_slice(data);
+}
+
+/// A frame encoded in two parts: the header and control part, then an
+/// append's data, the caller's bytes as they were (not copied). Written one
+/// after the other, they are the frame [`encode`] makes.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    pub head: Vec<u8>,
+    pub data: Bytes,
+}
+
+impl Encoded {
+    /// The frame's length on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The two parts, in order.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.head, &self.data]
+    }
+
+    /// Puts `seq` in the header (a link numbers a frame only once it has
+    /// room in its queue).
+    pub fn set_seq(&mut self, seq: u64) {
+        if let (Some(header), Some(head)) =
+            (Header::parse(&self.head), self.head.get_mut(..HEADER_LEN))
+        {
+            head.copy_from_slice(&Header { seq, ..header }.to_bytes());
+        }
+    }
+}
+
+/// Data at least this large stays out of [`Encoded::head`]; smaller data is
+/// copied into it.
+pub const SPLIT_AT: usize = 16 * 1024;
+
+/// Encodes `frame` without copying an append's data of [`SPLIT_AT`] bytes or
+/// more ([`Encoded`]). Smaller data is copied: a small `Bytes` may share (and
+/// keep alive) a much larger read buffer, which a queue charged by frame
+/// length must not hold.
+pub fn encode_split(frame: &Frame) -> Encoded {
+    let mut head = Vec::new();
+    let data = encode_head(frame, &mut head);
+    if data.len() < SPLIT_AT {
+        head.extend_from_slice(data);
+        return Encoded {
+            head,
+            data: Bytes::new(),
+        };
+    }
+    let data = data.clone();
+    Encoded { head, data }
+}
+
+/// Appends the header and control part of `frame` to `out`, the header
+/// counting the append data too, and returns that data (empty if none).
+fn encode_head<'a>(frame: &'a Frame, out: &mut Vec<u8>) -> &'a Bytes {
+    static NONE: Bytes = Bytes::new();
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     let data = match &frame.msg {
         Message::Tappend { data, .. } | Message::Rappend { data } => Some(data),
         _ => None,
     };
-    if let Some(data) = data {
+    if data.is_some() {
         // Append bodies: u32 control length, control JSON, then the raw data.
         let prefix_at = out.len();
         out.extend_from_slice(&[0u8; 4]);
@@ -31,16 +96,17 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
         let control_len = out.len() - prefix_at - 4;
         let control_len = u32::try_from(control_len).unwrap_or(u32::MAX);
         out[prefix_at..prefix_at + 4].copy_from_slice(&control_len.to_be_bytes());
-        out.extend_from_slice(data);
     } else {
         write_control(&frame.msg, out);
     }
+    let data_len = data.map_or(0, Bytes::len);
     let header = Header {
         kind: frame.msg.kind() as u32,
         seq: frame.seq,
-        body_len: (out.len() - start - HEADER_LEN) as u64,
+        body_len: (out.len() - start - HEADER_LEN + data_len) as u64,
     };
     out[start..start + HEADER_LEN].copy_from_slice(&header.to_bytes());
+    data.unwrap_or(&NONE)
 }
 
 fn write_limits(out: &mut Vec<u8>, l: &Limits) {

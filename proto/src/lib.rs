@@ -23,7 +23,7 @@ mod message;
 mod name;
 
 pub use auth::{AuthAnswers, AuthStep, Prompt, PromptStyle};
-pub use codec::{decode, decode_bytes, encode, encode_into};
+pub use codec::{decode, decode_bytes, encode, encode_into, encode_split, Encoded, SPLIT_AT};
 pub use deframer::{DeframeError, Deframer, RawFrame, READ_CHUNK};
 pub use error::{DecodeError, ErrorCode, FieldError, NameError};
 pub use header::{check, Check, Header, HEADER_LEN};

@@ -251,3 +251,36 @@ fn authenticated_step_round_trips() {
         Ok(AuthStep::Authenticated)
     );
 }
+
+/// `encode_split`'s two parts, one after the other, are the frame `encode`
+/// makes; data of `SPLIT_AT` bytes or more is the caller's own bytes (not a
+/// copy), smaller data is copied into the head.
+#[test]
+fn a_split_encoding_is_the_same_frame() {
+    use srpc_proto::{encode_split, SPLIT_AT};
+    for len in [0, 1, SPLIT_AT - 1, SPLIT_AT, 3 * SPLIT_AT] {
+        let data = bytes::Bytes::from(vec![7u8; len]);
+        for msg in [
+            Message::Tappend {
+                fid: 9,
+                data: data.clone(),
+            },
+            Message::Rappend { data: data.clone() },
+            Message::Tclunk { fid: 9 },
+        ] {
+            let frame = Frame::new(42, msg);
+            let split = encode_split(&frame);
+            let joined: Vec<u8> = split.parts().concat();
+            assert_eq!(joined, encode(&frame), "{len} bytes");
+            assert_eq!(split.len(), joined.len());
+            let kept = !split.data.is_empty();
+            assert_eq!(
+                kept,
+                len >= SPLIT_AT && !matches!(frame.msg, Message::Tclunk { .. })
+            );
+            if kept {
+                assert_eq!(split.data.as_ptr(), data.as_ptr(), "the data was copied");
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use srpc::frames::{write_batch, FrameReader, ReadError};
-use srpc_proto::{encode, Frame, Header, Limits, Message, HEADER_LEN};
+use srpc_proto::{encode_split, Encoded, Frame, Limits, Message};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 const QUEUE_BYTES: usize = 2 * srpc_proto::INTERNAL_LINK_LIMITS.max_message as usize;
 
 /// A frame for the writer, with the queue room it frees once written.
-type Queued = (Vec<u8>, Option<OwnedSemaphorePermit>);
+type Queued = (Encoded, Option<OwnedSemaphorePermit>);
 
 /// The peer went away (exited, was killed, or the link broke).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +81,8 @@ impl Link {
             last_used: Mutex::new(Instant::now()),
         });
         tokio::spawn(async move {
-            fn bytes(queued: &Queued) -> &[u8] {
-                &queued.0
+            fn bytes(queued: &Queued) -> [&[u8]; 2] {
+                queued.0.parts()
             }
             // Many requests in flight leave in one write; their queue room is
             // given back once written.
@@ -170,7 +170,7 @@ impl Link {
     /// discarded and, if it was a success, `orphan_cleanup` undoes it.
     pub async fn call(&self, msg: Message, orphan_cleanup: Option<Message>) -> Reply {
         *lock(&self.shared.last_used) = Instant::now();
-        let frame = encode(&Frame::new(0, msg));
+        let mut frame = encode_split(&Frame::new(0, msg));
         // Before registering: a caller that gives up while waiting here leaves
         // nothing behind.
         let cost = u32::try_from(frame.len().min(QUEUE_BYTES)).unwrap_or(u32::MAX);
@@ -184,7 +184,8 @@ impl Link {
         }) else {
             return Err(LinkDown);
         };
-        if self.tx.send((with_seq(frame, seq), Some(room))).is_err() {
+        frame.set_seq(seq);
+        if self.tx.send((frame, Some(room))).is_err() {
             lock(&self.shared.pending).remove(&seq);
             return Err(LinkDown);
         }
@@ -220,15 +221,6 @@ impl Drop for FlushOnDrop<'_> {
     }
 }
 
-/// Puts `seq` in an encoded frame's header (it is known only once the frame
-/// has room in the queue).
-fn with_seq(mut frame: Vec<u8>, seq: u64) -> Vec<u8> {
-    if let (Some(header), Some(head)) = (Header::parse(&frame), frame.get_mut(..HEADER_LEN)) {
-        head.copy_from_slice(&Header { seq, ..header }.to_bytes());
-    }
-    frame
-}
-
 fn deliver(shared: &Shared, tx: &mpsc::WeakUnboundedSender<Queued>, frame: Frame) {
     let Some(p) = lock(&shared.pending).remove(&frame.seq) else {
         tracing::warn!(
@@ -255,7 +247,7 @@ fn forget(shared: &Shared, tx: &mpsc::UnboundedSender<Queued>, msg: Message) {
         orphan_cleanup: None,
     };
     if let Some(seq) = shared.register(none) {
-        let _ = tx.send((encode(&Frame::new(seq, msg)), None));
+        let _ = tx.send((encode_split(&Frame::new(seq, msg)), None));
     }
 }
 

@@ -87,8 +87,8 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
     written: &mut Vec<Outgoing>,
 ) -> std::io::Result<()> {
-    fn bytes(frame: &Outgoing) -> &[u8] {
-        frame
+    fn bytes(frame: &Outgoing) -> [&[u8]; 2] {
+        [frame, &[]]
     }
     let result = crate::frames::write_batch(w, first, || rx.try_recv().ok(), bytes, written).await;
     written.clear();

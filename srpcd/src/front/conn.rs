@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use srpc::frames::{write_batch, FrameReader, ReadError};
 use srpc_proto::{
-    encode, AuthAnswers, AuthStep, DeframeError, ErrorCode, Frame, Limits, Message, Qid, QidType,
-    RawFrame, PROTOCOL_VERSION,
+    encode_split, AuthAnswers, AuthStep, DeframeError, Encoded, ErrorCode, Frame, Limits, Message,
+    Qid, QidType, RawFrame, PROTOCOL_VERSION,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -41,7 +41,7 @@ pub const MAX_ANSWERS: usize = 16 * 1024;
 const _: () = assert!(MAX_ANSWERS + 1024 <= crate::ipc::MAX_MESSAGE);
 
 /// A frame for the writer, with the budget charge it releases once written.
-type Outgoing = (Vec<u8>, Option<Charge>);
+type Outgoing = (Encoded, Option<Charge>);
 
 #[derive(Clone)]
 enum Fid {
@@ -210,8 +210,8 @@ pub async fn serve_connection(
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (out, mut outbox) = mpsc::channel::<Outgoing>(OUTBOX);
     let writer = tokio::spawn(async move {
-        fn bytes(out: &Outgoing) -> &[u8] {
-            &out.0
+        fn bytes(out: &Outgoing) -> [&[u8]; 2] {
+            out.0.parts()
         }
         // Replies written in batches (one TLS record for many); their charges
         // are released once written.
@@ -354,7 +354,9 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         Ok(None) => return Negotiated::Gone,
         Err((seq, e)) => {
             let error = Message::error(e.code(), e.to_string());
-            let _ = out.send((encode(&Frame::new(seq, error)), None)).await;
+            let _ = out
+                .send((encode_split(&Frame::new(seq, error)), None))
+                .await;
             return Negotiated::Refused;
         }
     };
@@ -391,7 +393,7 @@ async fn negotiate<R: tokio::io::AsyncRead + Unpin>(
         Err(e) => (frame.seq(), Message::error(e.code(), e.to_string()), None),
     };
     if out
-        .send((encode(&Frame::new(seq, reply)), None))
+        .send((encode_split(&Frame::new(seq, reply)), None))
         .await
         .is_err()
     {
@@ -550,13 +552,16 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
 
 impl Conn {
     async fn reply_now(&self, seq: u64, msg: Message) {
-        let _ = self.out.send((encode(&Frame::new(seq, msg)), None)).await;
+        let _ = self
+            .out
+            .send((encode_split(&Frame::new(seq, msg)), None))
+            .await;
     }
 
     /// Sends a request's reply unless the request was flushed meanwhile. The
     /// request's charge becomes the reply's until the writer has written it.
     async fn finish(&self, seq: u64, msg: Message, mut charge: Charge) {
-        let mut frame = encode(&Frame::new(seq, msg));
+        let mut frame = encode_split(&Frame::new(seq, msg));
         if frame.len() > self.limits.max_message as usize {
             // The client agreed to nothing larger (a handler's big reply).
             let m = format!(
@@ -564,7 +569,7 @@ impl Conn {
                 frame.len(),
                 self.limits.max_message
             );
-            frame = encode(&Frame::new(
+            frame = encode_split(&Frame::new(
                 seq,
                 Message::error(ErrorCode::LimitExceeded, m),
             ));

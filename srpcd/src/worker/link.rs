@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use srpc::frames::{write_batch, FrameReader, ReadError};
-use srpc_proto::{encode, encode_listing, ErrorCode, Frame, Limits, Message, QidType};
+use srpc_proto::{
+    encode_listing, encode_split, Encoded, ErrorCode, Frame, Limits, Message, QidType,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -33,10 +35,10 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(link);
-    let (out, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (out, mut outbox) = mpsc::unbounded_channel::<Encoded>();
     let writer = tokio::spawn(async move {
-        fn bytes(frame: &Vec<u8>) -> &[u8] {
-            frame
+        fn bytes(frame: &Encoded) -> [&[u8]; 2] {
+            frame.parts()
         }
         // Replies finished together leave in one write.
         let mut written = Vec::new();
@@ -63,7 +65,7 @@ where
                 handle(&mut tree, &calls, &inflight, &out, &limits, seq, msg);
             }
             Err(e) => {
-                let _ = out.send(encode(&Frame::new(
+                let _ = out.send(encode_split(&Frame::new(
                     raw.seq(),
                     Message::error(e.code(), e.to_string()),
                 )));
@@ -82,7 +84,7 @@ fn handle(
     tree: &mut Tree,
     calls: &Arc<Calls>,
     inflight: &Inflight,
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &mpsc::UnboundedSender<Encoded>,
     limits: &Limits,
     seq: u64,
     msg: Message,
@@ -108,13 +110,13 @@ fn handle(
         }
         other => sequential(tree, other),
     };
-    let _ = out.send(encode(&Frame::new(seq, reply)));
+    let _ = out.send(encode_split(&Frame::new(seq, reply)));
 }
 
 fn spawn_call(
     calls: &Arc<Calls>,
     inflight: &Inflight,
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &mpsc::UnboundedSender<Encoded>,
     seq: u64,
     node: CallNode,
     data: Bytes,
@@ -126,7 +128,7 @@ fn spawn_call(
     let task = tokio::spawn(async move {
         let reply = calls.call(&node.fd, node.key, data).await;
         if lock(&task_inflight).remove(&seq).is_some() {
-            let _ = out.send(encode(&Frame::new(seq, reply)));
+            let _ = out.send(encode_split(&Frame::new(seq, reply)));
         }
     });
     map.insert(seq, task.abort_handle());
