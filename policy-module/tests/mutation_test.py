@@ -95,6 +95,12 @@ CASES = [
     ("example handler may not read its data", "example/srpcexample.te",
      "allow srpcexample_handler_t srpcexample_data_t:file read_file_perms;", "",
      "the example's handler reads its data"),
+    ("generated key not srpc_tls_key_t", "srpcd.te",
+     'filetrans_pattern(srpcd_t, srpc_conf_t, srpc_tls_key_t, file, "server.key")', "",
+     'type_transition srpcd_t srpc_conf_t:file srpc_tls_key_t "server.key"'),
+    ("generator may not add to /etc/srpc/tls", "srpcd.te",
+     "allow srpcd_t srpc_conf_t:dir add_entry_dir_perms;", "",
+     "generate the pair in /etc/srpc/tls"),
 ]
 
 
