@@ -353,6 +353,7 @@ def run_checks(r, pol, sepol, fc):
             allowed(SRPCD, obj(t), "file", p, f"generate the pair: {p} the {t} file")
     for t in ["srpc_tls_key_t", "srpc_conf_t"]:
         denied(SRPCD, obj(t), "file", "unlink", "an existing pair is never replaced", "te")
+    denied(SRPCD, obj("srpc_conf_t"), "dir", "remove_name", "nor removed from /etc/srpc/tls", "te")
     denied(SRPCD, obj("etc_t"), "file", "create", "no file elsewhere in /etc", "te")
     denied(FRONT, obj("srpc_conf_t"), "dir", "add_name", "the front writes no configuration", "te")
     denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
