@@ -155,11 +155,18 @@ install-selinux:
 	$(MAKE) -C policy-module install DESTDIR=$(DESTDIR) SHAREDIR=$(DATADIR)/selinux INTERFACE_LAYER=distributed
 
 # Source and vendored-crates tarballs for an offline build (rpm/srpc.spec):
-# target/dist/srpc-VERSION.tar.gz (git archive of HEAD: commit first) and
-# target/dist/srpc-VERSION-vendor.tar.gz (cargo vendor of Cargo.lock).
+# target/dist/srpc-VERSION.tar.gz (git archive of HEAD: commit first),
+# target/dist/srpc-VERSION-vendor.tar.gz (cargo vendor of Cargo.lock) and
+# target/dist/srpc-VERSION-crates.txt, `NAME VERSION` of every crate vendored
+# (Cargo.lock's registry packages), from which the spec writes its
+# `Provides: bundled(crate(NAME)) = VERSION` lines.
 DIST := target/dist
 dist:
 	@mkdir -p $(DIST)
+	awk '/^\[\[package\]\]/ { n = ""; v = "" } /^name = / { n = $$3 } /^version = / { v = $$3 } \
+		/^source = "registry\+/ { gsub(/"/, "", n); gsub(/"/, "", v); print n, v }' Cargo.lock | \
+		LC_ALL=C sort -u > $(DIST)/srpc-$(VERSION)-crates.txt
+	@[ -s $(DIST)/srpc-$(VERSION)-crates.txt ] || { echo "make dist: no registry crate in Cargo.lock?" >&2; exit 1; }
 	git archive --format=tar.gz --prefix=srpc-$(VERSION)/ -o $(DIST)/srpc-$(VERSION).tar.gz HEAD
 	rm -rf $(DIST)/vendor-tmp && mkdir -p $(DIST)/vendor-tmp
 	$(CARGO) vendor --locked --versioned-dirs $(DIST)/vendor-tmp/vendor > /dev/null
@@ -181,7 +188,7 @@ rpm: rpm-deps dist
 	rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/RPMS $(RPM_TOP)/SRPMS
 	mkdir -p $(RPM_TOP)/SOURCES
 	cp $(DIST)/srpc-$(VERSION).tar.gz $(DIST)/srpc-$(VERSION)-vendor.tar.gz \
-		dist/systemd/srpcd.sysusers.conf $(RPM_TOP)/SOURCES/
+		$(DIST)/srpc-$(VERSION)-crates.txt dist/systemd/srpcd.sysusers.conf $(RPM_TOP)/SOURCES/
 	rpmbuild -bb --nodeps --clean --define "_topdir $(RPM_TOP)" \
 		--define "selinuxtype $(SELINUXTYPE)" $(RPM_BCONDS) $(RPMBUILD_FLAGS) rpm/srpc.spec; \
 		rc=$$?; rm -rf $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/SOURCES; exit $$rc

@@ -38,7 +38,7 @@ CASES = [
      "own level: connect to a clone listener"),
     ("no dir search in the clone", "srpcd.te",
      "allow srpc_worker_domain srpc_clone_type:dir list_dir_perms;", "",
-     "own level: a clone directory"),
+     "own level: the per-user clone directory"),
     ("handler exec without nnp_transition", "srpcd.if",
      "allow srpcd_t $1:process2 nnp_transition;", "",
      "srpc_handler_t under NO_NEW_PRIVS"),
@@ -95,6 +95,12 @@ CASES = [
     ("example handler may not read its data", "example/srpcexample.te",
      "allow srpcexample_handler_t srpcexample_data_t:file read_file_perms;", "",
      "the example's handler reads its data"),
+    ("generated key not srpc_tls_key_t", "srpcd.te",
+     'type_transition srpcd_t srpc_conf_t:file srpc_tls_key_t "server.key";', "",
+     'type_transition srpcd_t srpc_conf_t:file srpc_tls_key_t "server.key"'),
+    ("generator may not add to /etc/srpc/tls", "srpcd.te",
+     "allow srpcd_t srpc_conf_t:dir add_entry_dir_perms;", "",
+     "generate the pair in /etc/srpc/tls"),
 ]
 
 

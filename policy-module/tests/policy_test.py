@@ -314,6 +314,14 @@ def run_checks(r, pol, sepol, fc):
     r.check(got == ["srpc_runtime_t"], "type_transition srpcd_t var_run_t:dir srpc_runtime_t",
             f"got {got}")
 
+    # srpcd --generate-certificate: the key created in /etc/srpc/tls gets srpc_tls_key_t by
+    # name (what srpcd.fc says); any other name there gets the directory's srpc_conf_t.
+    named = sorted((str(rule.filename), str(rule.default)) for rule in setools.TERuleQuery(
+        pol, ruletype=["type_transition"], source="srpcd_t", target="srpc_conf_t",
+        tclass=["file"]).results() if hasattr(rule, "filename"))
+    r.check(named == [("server.key", "srpc_tls_key_t")],
+            'type_transition srpcd_t srpc_conf_t:file srpc_tls_key_t "server.key"', f"got {named}")
+
     # ---- What the monitor itself may do -------------------------------------------------
     for perm in ["setexec", "setfscreate", "setsockcreate", "setrlimit"]:
         allowed(SRPCD, SRPCD, "process", perm, "exec, file and socket contexts, user limits")
@@ -338,6 +346,16 @@ def run_checks(r, pol, sepol, fc):
                    ("srpc_tls_key_t", "TLS key"), ("etc_t", "pam.d, limits.conf")]:
         allowed(SRPCD, obj(t), "file", "read", f"monitor reads {why}")
     allowed(SRPCD, obj("srpc_port_t"), "tcp_socket", "name_bind", "TLS listener on 5640")
+    # The first start's certificate (srpcd --generate-certificate, ExecStartPre).
+    allowed(SRPCD, obj("srpc_conf_t"), "dir", "add_name", "generate the pair in /etc/srpc/tls")
+    for t in ["srpc_tls_key_t", "srpc_conf_t"]:
+        for p in ["create", "write"]:
+            allowed(SRPCD, obj(t), "file", p, f"generate the pair: {p} the {t} file")
+    for t in ["srpc_tls_key_t", "srpc_conf_t"]:
+        denied(SRPCD, obj(t), "file", "unlink", "an existing pair is never replaced", "te")
+    denied(SRPCD, obj("srpc_conf_t"), "dir", "remove_name", "nor removed from /etc/srpc/tls", "te")
+    denied(SRPCD, obj("etc_t"), "file", "create", "no file elsewhere in /etc", "te")
+    denied(FRONT, obj("srpc_conf_t"), "dir", "add_name", "the front writes no configuration", "te")
     denied(SRPCD, SRPCD, "capability", "sys_admin", "no sys_admin (trusted.delegate probe refused)")
     allowed(SRPCD, obj("sysctl_fs_t"), "file", "read", "/proc/sys/fs/nr_open (nofile unlimited)")
     for s_ in [SRPCD, FRONT, f"{WORKERS['user']}:s0:c1", "staff_u:staff_r:srpcexample_handler_t:s0:c1"]:

@@ -4,6 +4,10 @@
 AUDIT=/var/log/audit/audit.log
 PWFILE=/root/srpc-passwords
 ADDR=127.0.0.1:5640
+# Debian's rpm keeps its database in ~/.rpmdb unless told: the guest's is here.
+RPMDB=/var/lib/rpm
+# The server's pin as `srpcctl status` showed it after the first start.
+PINFILE=/root/srpc-pin
 
 timing() { # NAME START: `time NAME SECONDS` into out/timings, and shown
     awk -v a="$2" -v b="$(date +%s.%N)" -v n="$1" \
@@ -31,6 +35,19 @@ check() { # NAME WHY COMMAND...: PASS if the command succeeds, else FAIL with WH
     local out
     if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$why" "$out"; fi
 }
+
+verdict() { # NAME WHY [EVIDENCE...]: PASS if the command just before succeeded
+    local st=$? name=$1
+    shift
+    if [ "$st" -eq 0 ]; then pass "$name"; else fail "$name" "$@"; fi
+}
+
+# admin COMMAND...: as root in an admin's login domain (unconfined_t, where
+# root logs in on Debian and Fedora), not the runner's initrc_t.
+admin() { runcon unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023 "$@"; }
+# as_user USER COMMAND...: as an ordinary local user (no SELinux mapping:
+# __default__, unconfined_u), as that user's login would be.
+as_user() { admin setpriv --reuid="$1" --regid="$1" --init-groups env HOME=/ "${@:2}"; }
 
 audit_mark() { # prints the audit log's current line count
     wc -l < "$AUDIT" 2>/dev/null || echo 0
@@ -63,7 +80,7 @@ password() { grep "^$1:" "$PWFILE" | cut -d: -f2-; }
 srpc_as() {
     local user=$1 verb=$2 path=$3 input=${4:-}
     { password "$user"; printf '%s' "$input"; } |
-        timeout 60 srpc --pin "$(cat /etc/srpc/tls/pin)" --user "$user" --password-fd 0 \
+        timeout 60 srpc --pin "$(cat "$PINFILE")" --user "$user" --password-fd 0 \
             --timeout 30 "$verb" "$ADDR" "$path" 2>&1
 }
 
@@ -90,4 +107,4 @@ print("null" if v is None else v)
 PY
 }
 
-srpcd_log() { journalctl -u srpcd-test.service --no-pager -o cat 2>/dev/null; }
+srpcd_log() { journalctl -u srpcd.service --no-pager -o cat 2>/dev/null; }
