@@ -131,10 +131,12 @@ fn ids_of(user: &str) -> Result<(u32, u32), String> {
     Ok((account.uid.as_raw(), account.gid.as_raw()))
 }
 
-/// What the bench's srpcd allows beyond the defaults: messages for a 1 MiB
-/// append, and enough sessions of one user for the per-connection figure.
-const CONFIG: &str = "[limits]\nmax_message = 2097152\nsessions_per_user = 1024\n\
-                      connections_per_source = 1024\n";
+/// What the bench's srpcd sets beyond the defaults: the front on one thread
+/// (`workers.front_threads = 1`, not the default 2: see docs/architecture.md,
+/// "Cost per call"), messages for a 1 MiB append, and enough sessions of one
+/// user for the per-connection figure.
+const CONFIG: &str = "front_threads = 1\n[limits]\nmax_message = 2097152\n\
+                      sessions_per_user = 1024\nconnections_per_source = 1024\n";
 
 /// Connections to open for the front's per-connection memory figure.
 const IDLE_CONNECTIONS: usize = 100;

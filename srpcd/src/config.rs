@@ -198,7 +198,7 @@ pub struct Workers {
     pub cgroups: CgroupMode,
     /// Threads of the TLS front's runtime (read at start): 1 runs it on one
     /// thread with no cross-thread wake-up per request (docs/architecture.md,
-    /// "Cost per call").
+    /// "Cost per call"); the default is 2 while a stall seen with 1 is open.
     #[serde(deserialize_with = "front_threads")]
     pub front_threads: u32,
 }
@@ -327,7 +327,7 @@ impl Default for Workers {
             libexec_dir: None,
             call_timeout: Duration::from_secs(60),
             cgroups: CgroupMode::Auto,
-            front_threads: 1,
+            front_threads: 2,
         }
     }
 }
@@ -577,7 +577,7 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(Config::default().workers.cgroups, CgroupMode::Auto);
-        assert_eq!(Config::default().workers.front_threads, 1);
+        assert_eq!(Config::default().workers.front_threads, 2);
         assert_eq!(
             parse("[workers]\nfront_threads = 4\n")
                 .unwrap()

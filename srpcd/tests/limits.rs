@@ -314,14 +314,17 @@ fn threads_of(pid: u32) -> u32 {
         .unwrap_or_else(|| panic!("no Threads for {pid}"))
 }
 
-/// `workers.front_threads`: the front runs on one thread by default (no
-/// cross-thread wake-up per request), on a runtime of that many worker
-/// threads when asked.
+/// `workers.front_threads`: the front runs on a runtime of that many worker
+/// threads (2 by default), on one thread with no other when it is 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_runs_the_threads_configured() {
     let mut fx = Fixture::new();
     let alice = fx.user(PASSWORD);
-    for (extra, expect) in [("", 1..=1), ("front_threads = 3\n", 4..=5)] {
+    for (extra, expect) in [
+        ("", 3..=4),
+        ("front_threads = 1\n", 1..=1),
+        ("front_threads = 3\n", 4..=5),
+    ] {
         let opts = Options {
             service: fx.unix_service(),
             idle_secs: 300,
