@@ -327,32 +327,34 @@ async fn accept_after(
 /// How long open connections have to finish their requests at shutdown.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// The front process: hardens itself, adopts its end of the monitor channel
-/// (fd 3), takes the TLS listener the monitor sends first, serves until SIGTERM
-/// or until the monitor goes, then drains.
 /// The environment variable that tells the front how many runtime threads
 /// to run (`workers.front_threads`, set by the monitor).
 pub const THREADS_ENV: &str = "SRPC_FRONT_THREADS";
 
 /// The runtime `workers.front_threads` asks for: one thread (no cross-thread
-/// wake-ups) for 1, a multi-thread runtime otherwise. A missing or bad value
-/// (the front started by hand) is one thread.
+/// wake-ups) for 1, a multi-thread runtime of that many threads otherwise.
+/// The monitor always sets it (from a checked config); a missing or bad value
+/// is the config's default, 2.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let threads = std::env::var(THREADS_ENV)
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| (2..=crate::config::MAX_FRONT_THREADS as usize).contains(&n));
-    match threads {
-        None => tokio::runtime::Builder::new_current_thread()
+        .filter(|&n| (1..=crate::config::MAX_FRONT_THREADS as usize).contains(&n))
+        .unwrap_or(2);
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
+            .build();
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
 }
 
+/// The front process: hardens itself, adopts its end of the monitor channel
+/// (fd 3), takes the TLS listener the monitor sends first, serves until SIGTERM
+/// or until the monitor goes, then drains.
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     harden()?;
     let mut fds = srpc_os::listen_fds()?;
